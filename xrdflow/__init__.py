@@ -1,0 +1,52 @@
+"""xrdflow: lazy, parallel reduction of in-situ X-ray diffraction.
+
+Raw detector frames -> raw NeXus -> dask arrays -> pyFAI integration -> batch Gaussian
+fits -> xarray Dataset(frame, [azimuth,] peak) of positions, d-spacings, widths and
+lattice strains, written as NeXus.
+
+The public names are imported lazily (PEP 562), so ``import xrdflow`` stays fast and a
+user who only ingests frames never pays for importing pymatgen or pyFAI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("xrdflow")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "ingest": "ingest",
+    "open_frames": "nexus",
+    "Geometry": "geometry",
+    "calibrate": "calibrate",
+    "integrate": "integrate",
+    "write_patterns": "integrate",
+    "open_patterns": "integrate",
+    "reflections": "crystal",
+    "fit_peaks": "peaks",
+    "lattice_strain": "strain",
+    "write_result": "results",
+    "open_result": "results",
+    "sweep": "sweep",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'xrdflow' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"xrdflow.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,259 @@
+"""NeXus/HDF5 layout: safe output files, NX groups and fields, raw frames opened lazily.
+
+No physics here. Every module that writes NeXus uses these helpers so that every file
+xrdflow writes is atomic (temporary name, then rename), locked against a second writer,
+and carries the same provenance (program, version, date).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+
+__all__ = [
+    "OutputLockedError",
+    "atomic_output",
+    "output_lock",
+    "nx_group",
+    "write_field",
+    "write_process",
+    "read_attrs",
+    "provenance",
+    "open_frames",
+    "DETECTOR_PATH",
+]
+
+#: where the raw frames live in a raw NeXus file
+DETECTOR_PATH = "/entry/instrument/detector/data"
+
+
+class OutputLockedError(RuntimeError):
+    """Another process is writing the same output file."""
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` for as long as the block runs.
+
+    The lock is an ``flock`` on ``<path>.lock``: the kernel releases it when the process
+    dies, even by SIGKILL, so a killed run never leaves a stale lock behind.
+
+    Raises
+    ------
+    OutputLockedError
+        If another process holds the lock.
+    """
+    path = Path(path)
+    lock = _lock_path(path)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise OutputLockedError(
+                    f"{path}: another xrdflow process is writing this file (lock {lock} is held)"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def partial_path(path: str | os.PathLike) -> Path:
+    """The temporary name under which ``path`` is written before it is renamed into place."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+@contextlib.contextmanager
+def atomic_output(
+    path: str | os.PathLike, *, keep_partial: bool = False, lock: bool = True
+) -> Iterator[Path]:
+    """Write a file under a temporary name and rename it to ``path`` only on success.
+
+    Yields the temporary path (``<path>.partial``, in the same folder so the rename is
+    atomic). If the block raises, the temporary file is removed, unless ``keep_partial``
+    (used by resumable writers, which pick it up again on the next run). A file under the
+    final name is therefore always complete.
+
+    Parameters
+    ----------
+    path
+        Final output path. Its folder must exist.
+    keep_partial
+        Leave the temporary file in place when the block fails.
+    lock
+        Take :func:`output_lock` on ``path`` for the duration, so a second writer is
+        refused clearly instead of corrupting the first.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "x.h5"
+    >>> with atomic_output(out) as tmp:
+    ...     _ = tmp.write_bytes(b"data")
+    >>> out.read_bytes()
+    b'data'
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path}: output folder {path.parent} does not exist")
+    tmp = partial_path(path)
+    with output_lock(path) if lock else contextlib.nullcontext():
+        try:
+            yield tmp
+        except BaseException:
+            if not keep_partial:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            raise
+        try:
+            _fsync_file(tmp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            if not keep_partial:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            raise OSError(exc.errno, f"{path}: could not finish writing: {exc.strerror}") from exc
+
+
+def _fsync_file(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: the writer produced no file")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def provenance() -> dict[str, str]:
+    """Program name, version and UTC time, as stored in every NXprocess xrdflow writes."""
+    from . import __version__
+
+    return {
+        "program": "xrdflow",
+        "version": __version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def nx_group(parent: h5py.Group, name: str, nx_class: str, **attrs: Any) -> h5py.Group:
+    """Create (or open) ``parent[name]`` with ``@NX_class`` and extra attributes."""
+    group = parent.require_group(name)
+    group.attrs["NX_class"] = nx_class
+    for key, value in attrs.items():
+        group.attrs[key] = value
+    return group
+
+
+def write_field(
+    group: h5py.Group,
+    name: str,
+    data: Any,
+    *,
+    units: str | None = None,
+    long_name: str | None = None,
+    **kwargs: Any,
+) -> h5py.Dataset:
+    """Write a NeXus field (an HDF5 dataset) with optional ``@units`` and ``@long_name``.
+
+    Strings (and lists of strings) are stored as variable-length UTF-8. Extra keyword
+    arguments go to :meth:`h5py.Group.create_dataset` (chunks, compression...).
+    """
+    if name in group:
+        del group[name]
+    if isinstance(data, str):
+        dset = group.create_dataset(name, data=data, dtype=h5py.string_dtype())
+    else:
+        arr = np.asarray(data)
+        if arr.dtype.kind in "UO":
+            dset = group.create_dataset(
+                name, data=arr.astype(object), dtype=h5py.string_dtype(), **kwargs
+            )
+        else:
+            dset = group.create_dataset(name, data=arr, **kwargs)
+    if units is not None:
+        dset.attrs["units"] = units
+    if long_name is not None:
+        dset.attrs["long_name"] = long_name
+    return dset
+
+
+def write_process(
+    parent: h5py.Group,
+    name: str,
+    *,
+    parameters: dict[str, Any] | None = None,
+    sequence_index: int | None = None,
+    note: str | None = None,
+) -> h5py.Group:
+    """Write an NXprocess with program, version, date and an NXparameters ``input`` group.
+
+    ``parameters`` values that are numbers or strings become fields; anything else
+    (dicts, lists) is stored as a JSON string so that the whole input can be read back.
+    """
+    prov = provenance()
+    proc = nx_group(parent, name, "NXprocess")
+    write_field(proc, "program", prov["program"])
+    write_field(proc, "version", prov["version"])
+    write_field(proc, "date", prov["date"])
+    if sequence_index is not None:
+        write_field(proc, "sequence_index", np.int64(sequence_index))
+    if note is not None:
+        write_field(proc, "note", note)
+    if parameters:
+        params = nx_group(proc, "input", "NXparameters")
+        for key, value in parameters.items():
+            if value is None:
+                continue
+            if isinstance(value, (str, bool, int, float, np.number)):
+                write_field(params, key, value)
+            elif isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+                write_field(params, key, value)
+            else:
+                write_field(params, key, json.dumps(value, default=_json_default))
+    return proc
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in NXparameters")
+
+
+def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    """HDF5 attributes as plain Python values (bytes decoded, 0-d arrays unwrapped)."""
+    out = {}
+    for key, value in obj.attrs.items():
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value.item()
+        out[key] = value
+    return out
