@@ -11,6 +11,8 @@ user who only ingests frames never pays for importing pymatgen or pyFAI.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -50,3 +52,25 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``xrdflow.ingest`` (and the like) the public function.
+
+    Importing the submodule ``xrdflow.ingest`` makes Python bind it as an attribute of the
+    package, which would shadow the function of the same name; here the function wins.
+    The submodule stays reachable as ``sys.modules["xrdflow.ingest"]``.
+    """
+
+    def __setattr__(self, name, value):
+        if (
+            isinstance(value, types.ModuleType)
+            and _EXPORTS.get(name) == name
+            and value.__name__ == f"{__name__}.{name}"
+            and hasattr(value, name)
+        ):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

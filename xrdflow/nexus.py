@@ -257,3 +257,132 @@ def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
             value = value.item()
         out[key] = value
     return out
+
+
+# --------------------------------------------------------------------------- raw frames
+
+
+class _H5Frames:
+    """Array-like view of a raw frame stack that reopens the file by path on each read.
+
+    It holds only the path, dataset name, shape and dtype, so it pickles into a dask graph
+    and works under the threaded scheduler and under dask.distributed alike.
+    """
+
+    def __init__(self, path: str, dataset: str, shape: tuple, dtype: np.dtype):
+        self.path = path
+        self.dataset = dataset
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(shape)
+
+    def __getitem__(self, key):
+        import hdf5plugin  # noqa: F401  registers the bitshuffle/LZ4 filters in this process
+
+        with h5py.File(self.path, "r") as f:
+            return f[self.dataset][key]
+
+
+def _decode_strings(values) -> np.ndarray:
+    return np.asarray([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
+
+
+def open_frames(
+    path: str | os.PathLike,
+    *,
+    frames_per_chunk: int | None = None,
+    valid_only: bool = True,
+):
+    """Open the frames of a raw NeXus file as a lazy ``xarray.DataArray`` (frame, y, x).
+
+    Opening reads metadata only, never a pixel. One dask chunk holds whole frames; each
+    task reopens the file by path, so the array works with any dask scheduler.
+
+    Parameters
+    ----------
+    path
+        Raw NeXus file written by :func:`xrdflow.ingest`.
+    frames_per_chunk
+        Frames per dask chunk (default: as many as fit in about 32 MB, at least 1).
+    valid_only
+        Leave out frames that ingest recorded as bad (the default), so that nothing
+        invalid is mixed into a reduction; ``False`` keeps them with ``valid = False``.
+
+    Returns
+    -------
+    xarray.DataArray
+        Raw counts in the detector's dtype. Coords: ``frame`` (frame number), ``valid``,
+        ``source_file`` and every per-frame field of NXsample (``applied_strain``, ...).
+        Attrs: ``energy_kev``, ``wavelength_a``, ``source`` (the file), ``units``.
+
+    Examples
+    --------
+    >>> frames = open_frames("raw.nxs")                    # doctest: +SKIP
+    >>> frames.sel(frame=1).compute()                      # doctest: +SKIP
+    """
+    import dask.array as da
+    import xarray as xr
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such raw NeXus file")
+    if frames_per_chunk is not None and (int(frames_per_chunk) != frames_per_chunk or frames_per_chunk < 1):
+        raise ValueError(f"frames_per_chunk: must be a positive integer, got {frames_per_chunk!r}")
+    import hdf5plugin  # noqa: F401
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise OSError(f"{path}: not a readable HDF5/NeXus file ({exc})") from None
+    with f:
+        if DETECTOR_PATH not in f:
+            raise ValueError(f"{path}: no {DETECTOR_PATH}; is it a raw file written by xrdflow.ingest?")
+        dset = f[DETECTOR_PATH]
+        det = dset.parent
+        shape, dtype = dset.shape, dset.dtype
+        n = shape[0]
+        numbers = det["frame_number"][()] if "frame_number" in det else np.arange(n)
+        valid = det["frame_valid"][()] if "frame_valid" in det else np.ones(n, bool)
+        sources = _decode_strings(det["source_file"][()]) if "source_file" in det else None
+        mono = f.get("entry/instrument/monochromator")
+        energy = float(mono["energy"][()]) if mono is not None and "energy" in mono else None
+        wavelength = float(mono["wavelength"][()]) if mono is not None and "wavelength" in mono else None
+        coords: dict[str, Any] = {"frame": ("frame", numbers), "valid": ("frame", valid)}
+        if sources is not None:
+            coords["source_file"] = ("frame", sources)
+        sample = f.get("entry/sample")
+        if sample is not None:
+            for name, field in sample.items():
+                if isinstance(field, h5py.Dataset) and field.shape == (n,):
+                    coords[name] = ("frame", field[()], read_attrs(field))
+        data_units = dset.attrs.get("units", "counts")
+
+    fpc = frames_per_chunk or max(1, int(32e6 // max(1, np.prod(shape[1:]) * dtype.itemsize)))
+    source = _H5Frames(os.fspath(path.resolve()), DETECTOR_PATH, shape, dtype)
+    stat = path.stat()
+    name = f"raw-frames-{path.resolve()}-{stat.st_mtime_ns}-{stat.st_size}"
+    import dask.base
+
+    array = da.from_array(
+        source,
+        chunks=(fpc, *shape[1:]),
+        name=f"frames-{dask.base.tokenize(name)}",
+        meta=np.empty((0,) * len(shape), dtype=dtype),
+        lock=False,
+        asarray=False,
+        fancy=False,
+    )
+    attrs = {"units": data_units, "long_name": "detector counts", "source": os.fspath(path)}
+    if energy is not None:
+        attrs["energy_kev"] = energy
+    if wavelength is not None:
+        attrs["wavelength_a"] = wavelength
+    out = xr.DataArray(array, dims=("frame", "y", "x"), coords=coords, attrs=attrs, name="counts")
+    if valid_only and not valid.all():
+        import warnings
+
+        bad = [str(s) for s in (sources[~valid] if sources is not None else numbers[~valid])]
+        warnings.warn(f"{path}: leaving out {len(bad)} invalid frame(s): {', '.join(bad[:10])}",
+                      stacklevel=2)
+        out = out.isel(frame=np.flatnonzero(valid))
+    return out
