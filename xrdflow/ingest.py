@@ -206,6 +206,15 @@ def _compress(data: np.ndarray, compression: str) -> bytes:
     return data.tobytes()
 
 
+def _single_threaded_codecs() -> None:
+    """One level of parallelism: our threads. bitshuffle's OpenMP would oversubscribe the cores
+    (and spin against other processes), so each worker thread runs it on one thread."""
+    import bitshuffle  # noqa: F401  load its OpenMP runtime first, so the limit applies to it
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="openmp")
+
+
 def _read_one(frame: _Frame, shape, dtype, compression: str) -> _Frame:
     try:
         frame.stat = _stat(frame.path)
@@ -565,7 +574,8 @@ def _write_frames(f, paths, done, shape, dtype, compression, skip_bad, workers, 
 
         bar = tqdm(total=len(todo), unit="frame", desc="ingest")
     last_flush = time.monotonic()
-    with ThreadPoolExecutor(workers, thread_name_prefix="xrdflow-ingest") as pool:
+    with ThreadPoolExecutor(workers, thread_name_prefix="xrdflow-ingest",
+                            initializer=_single_threaded_codecs) as pool:
         pending: deque = deque()
         it = iter(todo)
         for frame in it:  # bounded look-ahead keeps memory flat
