@@ -31,6 +31,7 @@ _EXPORTS = {
     "open_patterns": "integrate",
     "reflections": "crystal",
     "fit_peaks": "peaks",
+    "read_patterns": "peaks",
     "lattice_strain": "strain",
     "write_result": "results",
     "open_result": "results",

@@ -1,0 +1,56 @@
+"""asv suite: batch Gaussian peak fits (kernel and fit_peaks)."""
+
+import numpy as np
+
+from xrdflow import _kernels as K
+
+try:
+    from ratio_fit import make
+except ImportError:  # asv imports benchmarks as a package
+    from .ratio_fit import make
+
+
+class KernelFit:
+    params = ([40, 80], [True, False])
+    param_names = ["points", "linear_background"]
+
+    def setup(self, points, linear):
+        self.x, self.y, self.lo, self.hi = make(2000, 8, points)
+        self.out = np.empty((self.y.shape[0], 1, 8, K.NFIELD))
+        K.fit_batch(self.x, self.y[:1], self.lo, self.hi, linear, False, 100, 1e-8, 1e-12,
+                    3.0, 7, self.out[:1])
+
+    def time_fit_batch(self, points, linear):
+        K.fit_batch(self.x, self.y, self.lo, self.hi, linear, False, 100, 1e-8, 1e-12, 3.0, 7,
+                    self.out)
+
+    def time_fit_batch_parallel(self, points, linear):
+        K.fit_batch_parallel(self.x, self.y, self.lo, self.hi, linear, False, 100, 1e-8, 1e-12,
+                             3.0, 7, self.out)
+
+    def peakmem_fit_batch(self, points, linear):
+        K.fit_batch(self.x, self.y, self.lo, self.hi, linear, False, 100, 1e-8, 1e-12, 3.0, 7,
+                    self.out)
+
+
+class FitPeaks:
+    params = [1, 4]
+    param_names = ["chunks"]
+
+    def setup(self, chunks):
+        import xarray as xr
+
+        x, y, lo, hi = make(800, 8, 60)
+        self.pat = xr.DataArray(y[:, 0], dims=("frame", "q"), coords={"q": x},
+                                attrs={"radial_unit": "q_nm^-1"}).chunk({"frame": 800 // chunks})
+        self.windows = np.c_[x[lo], x[hi - 1]]
+
+    def time_fit_peaks(self, chunks):
+        from xrdflow.peaks import fit_peaks
+
+        fit_peaks(self.pat, self.windows).compute(scheduler="threads", num_workers=2)
+
+    def peakmem_fit_peaks(self, chunks):
+        from xrdflow.peaks import fit_peaks
+
+        fit_peaks(self.pat, self.windows).compute(scheduler="threads", num_workers=2)

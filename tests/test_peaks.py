@@ -1,0 +1,203 @@
+"""fit_peaks: labels, units, laziness, both dask and numpy paths, readers, real data."""
+
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+
+from xrdflow.peaks import STATUS, fit_peaks, read_patterns, to_d_spacing
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data folder {DATA} absent")
+
+Q = np.linspace(15.0, 35.0, 2001)  # 1/nm
+D_TRUE = np.array([3.2, 2.6, 2.45])  # Angstrom
+Q_TRUE = 20 * np.pi / D_TRUE
+
+
+class CountingScheduler:
+    """dask scheduler that counts computes (laziness check)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self, dsk, keys, **kwargs):
+        self.n += 1
+        return dask.get(dsk, keys, **kwargs)
+
+
+def _patterns(nframe=6, naz=0, use_dask=True, seed=0, strain=1e-3):
+    rng = np.random.default_rng(seed)
+    shape = (nframe, max(naz, 1), Q.size)
+    applied = np.linspace(0, 0.02, nframe)
+    qc = Q_TRUE[None, :] / (1 + strain * np.arange(nframe))[:, None]  # d grows with frame
+    mu = np.full(shape, 50.0)
+    for i in range(len(Q_TRUE)):
+        mu += 800 * np.exp(-((Q - qc[:, i, None, None]) ** 2) / (2 * 0.04**2))
+    y = rng.poisson(mu).astype(np.float64)
+    dims = ("frame", "azimuth", "q") if naz else ("frame", "q")
+    y = y if naz else y[:, 0]
+    coords = {"q": ("q", Q, {"units": "1/nm"}), "applied_strain": ("frame", applied)}
+    if naz:
+        coords["azimuth"] = ("azimuth", np.linspace(-170, 170, naz))
+        coords["sector"] = ("azimuth", [f"s{i}" for i in range(naz)])
+    arr = xr.DataArray(y, dims=dims, coords=coords,
+                       attrs={"radial_unit": "q_nm^-1", "wavelength_a": 0.2, "units": "counts"})
+    if use_dask:
+        arr = arr.chunk({"frame": 2})
+    return arr, qc
+
+
+def _reflections():
+    labels = ["Mg 10-10", "Mg 0002", "Mg 10-11"]
+    return xr.Dataset(
+        {
+            "d_spacing": ("reflection", D_TRUE),
+            "q": ("reflection", Q_TRUE),
+            "two_theta": ("reflection", np.zeros(3)),
+            "multiplicity": ("reflection", [6, 2, 12]),
+            "intensity": ("reflection", [30.0, 40.0, 100.0]),
+        },
+        coords={
+            "reflection": labels,
+            "hkl": ("reflection", ["10-10", "0002", "10-11"]),
+            "phase": ("reflection", ["Mg"] * 3),
+            "h": ("reflection", [1, 0, 1]),
+            "k": ("reflection", [0, 0, 0]),
+            "l": ("reflection", [0, 2, 1]),
+        },
+    )
+
+
+@pytest.mark.parametrize("use_dask", [True, False])
+@pytest.mark.parametrize("naz", [0, 3])
+def test_fit_reflections_truth(use_dask, naz):
+    pat, qc = _patterns(naz=naz, use_dask=use_dask)
+    sched = CountingScheduler()
+    with dask.config.set(scheduler=sched):
+        fits = fit_peaks(pat, _reflections(), half_width=0.4)
+        assert sched.n == 0  # nothing computed while building
+    assert isinstance(fits.position.data, da.Array) == use_dask
+    fits = fits.compute()
+    assert fits.sizes["peak"] == 3
+    assert list(fits.peak.values) == ["Mg 10-10", "Mg 0002", "Mg 10-11"]
+    assert list(fits.hkl.values) == ["10-10", "0002", "10-11"]
+    np.testing.assert_allclose(fits.d0, D_TRUE)
+    assert "applied_strain" in fits.coords and "frame" in fits.applied_strain.dims
+    if naz:
+        assert fits.position.dims == ("frame", "azimuth", "peak") and "sector" in fits.coords
+    assert fits.status.dtype == np.int8 and (fits.status == 0).all()
+    pos = fits.position if not naz else fits.position.isel(azimuth=1)
+    z = (pos - qc) / (fits.position_error if not naz else fits.position_error.isel(azimuth=1))
+    assert float(np.abs(z).max()) < 5
+    np.testing.assert_allclose(fits.d_spacing, 20 * np.pi / fits.position)
+    np.testing.assert_allclose(fits.fwhm, 2 * np.sqrt(2 * np.log(2)) * fits.sigma)
+    np.testing.assert_allclose(fits.sigma.mean(), 0.04, rtol=0.02)
+    for name, var in fits.variables.items():
+        if name not in fits.dims and name not in ("label", "hkl", "phase", "overlaps", "sector",
+                                                   "applied_strain", "h", "k", "l"):
+            assert "units" in var.attrs and "long_name" in var.attrs, name
+    assert fits.status.attrs["flag_meanings"].split() == list(STATUS)
+    assert fits.attrs["radial_unit"] == "q_nm^-1"
+
+
+def test_two_theta_and_windows_forms():
+    pat, qc = _patterns(use_dask=False)
+    wl = 0.2
+    tth = np.rad2deg(2 * np.arcsin(wl * Q / (4 * np.pi * 10)))
+    p2 = pat.rename(q="two_theta").assign_coords(two_theta=("two_theta", tth, {"units": "deg"}))
+    p2.attrs["radial_unit"] = "2th_deg"
+    t_true = np.rad2deg(2 * np.arcsin(wl / (2 * D_TRUE)))
+    fits = fit_peaks(p2, {"a": t_true[0], "b": t_true[1]}, half_width=0.06)
+    np.testing.assert_allclose(fits.d_spacing.isel(frame=0), D_TRUE[:2], rtol=1e-4)
+    win = fit_peaks(p2, np.array([[t_true[0] - 0.06, t_true[0] + 0.06]]))
+    np.testing.assert_allclose(win.position.isel(peak=0), fits.position.isel(peak=0), rtol=1e-6)
+    assert to_d_spacing(2 * np.pi, "q_A^-1") == pytest.approx(1.0)
+
+
+def test_status_in_output_and_nan_values():
+    pat, _ = _patterns(use_dask=False)
+    pat = pat.copy()
+    pat[1] = 5.0  # flat frame
+    pat[2] = np.nan  # masked frame
+    fits = fit_peaks(pat, [Q_TRUE[0], Q_TRUE[1]], half_width=0.4)
+    assert (fits.status[1] == STATUS["no_peak"]).all()
+    assert (fits.status[2] == STATUS["bad_input"]).all()
+    assert fits.position[1:3].isnull().all() and fits.position[0].notnull().all()
+    # a peak centred on the window edge
+    edge = fit_peaks(pat.isel(frame=[0]), [Q_TRUE[0] + 0.45], half_width=0.4)
+    assert int(edge.status[0, 0]) == STATUS["peak_at_edge"]
+
+
+def test_overlap_reported_and_validation():
+    pat, _ = _patterns(use_dask=False)
+    refl = _reflections()
+    close = refl.assign(d_spacing=("reflection", [3.2, 3.201, 2.45]))
+    with pytest.warns(UserWarning, match="overlapping"):
+        fits = fit_peaks(pat, close, half_width=0.4)
+    assert fits.overlaps.values[0] == "Mg 0002"
+    with pytest.raises(ValueError, match="overlapping"):
+        fit_peaks(pat, close, half_width=0.4, overlap="raise")
+    with pytest.warns(UserWarning):
+        dropped = fit_peaks(pat, close, half_width=0.4, overlap="drop")
+    assert list(dropped.peak.values) == ["Mg 10-11"]
+    with pytest.raises(ValueError, match="half_width"):
+        fit_peaks(pat, refl)
+    with pytest.raises(ValueError, match="background"):
+        fit_peaks(pat, refl, half_width=0.4, background="cubic")
+    with pytest.raises(ValueError, match="patterns"):
+        fit_peaks(pat.values, refl, half_width=0.4)
+    with pytest.raises(ValueError, match="peaks"):
+        fit_peaks(pat, [99.0], half_width=0.4)
+
+
+def test_warm_start_same_answer():
+    pat, _ = _patterns(use_dask=True, nframe=6)
+    a = fit_peaks(pat, _reflections(), half_width=0.4).compute()
+    b = fit_peaks(pat, _reflections(), half_width=0.4, warm_start=True).compute()
+    xr.testing.assert_allclose(a.position, b.position, rtol=1e-7)
+
+
+def test_read_patterns_text(tmp_path):
+    x = np.linspace(1, 3, 201)
+    y = 10 + 100 * np.exp(-((x - 2) ** 2) / (2 * 0.05**2))
+    for i in (1, 2, 10):
+        np.savetxt(tmp_path / f"p_{i}.xy", np.c_[x, y + i], header="Wavelength: 3.344e-11\n2th_deg I")
+    pat = read_patterns(tmp_path)
+    assert pat.dims == ("frame", "two_theta")
+    assert list(pat.file.values) == ["p_1.xy", "p_2.xy", "p_10.xy"]  # natural order
+    assert pat.attrs["wavelength_a"] == pytest.approx(0.3344)
+    np.savetxt(tmp_path / "plain.txt", np.c_[x, y, y])
+    with pytest.raises(ValueError, match="unit"):
+        read_patterns(tmp_path / "plain.txt")
+    caked = read_patterns(tmp_path / "plain.txt", unit="q_nm^-1")
+    assert caked.dims == ("frame", "azimuth", "q") and caked.sizes["azimuth"] == 2
+    with pytest.raises(FileNotFoundError):
+        read_patterns(tmp_path / "missing.xy")
+
+
+@needs_data
+def test_real_dioptas_fe3o4_static_peaks():
+    pat = read_patterns(DATA / "dioptas-fe3o4-map-pilatus1m" / "xy")
+    assert pat.sizes["frame"] == 9 and pat.attrs["wavelength_a"] == pytest.approx(0.3344)
+    fits = fit_peaks(pat.chunk(frame=3), [2.893, 3.823], half_width=0.08).compute()
+    assert (fits.status == 0).all()
+    # the sample does not move: centres stable to a small fraction of the width
+    spread = fits.position.std("frame")
+    assert (spread < 0.05 * fits.fwhm.mean("frame")).all()
+    assert (abs(fits.position.mean("frame") - [2.893, 3.823]) < 0.02).all()
+
+
+@needs_data
+def test_real_xrdfit_cake_ti64():
+    path = DATA / "lightform-i12-ti64-pixium" / "reference" / "caked_xrdfit_pixium_03150.dat"
+    pat = read_patterns(path, unit="2th_deg", wavelength_a=0.1393)
+    assert pat.dims == ("frame", "azimuth", "two_theta") and pat.sizes["azimuth"] == 36
+    fits = fit_peaks(pat, [3.123, 3.437, 4.604], half_width=0.04)
+    ok = fits.status == 0
+    assert ok.mean() > 0.9
+    # one ring: centres across 36 sectors agree to a few thousandths of a degree
+    assert (fits.position.where(ok).std("azimuth") < 0.01).all()
