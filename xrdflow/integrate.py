@@ -1,0 +1,698 @@
+"""Azimuthal integration of frame series with pyFAI, lazily over dask blocks.
+
+``integrate`` maps one task per block of whole frames. A task receives the frames, the
+(static) mask and a :class:`~xrdflow.geometry.Geometry` (a few floats); it takes this
+thread's cached pyFAI integrator (:func:`xrdflow.geometry.cached_integrator`: one per thread
+and per process, built once, never shipped in the graph, never shared between threads:
+pyFAI's CSR engines keep a per-engine scratch buffer) and calls ``integrate1d`` on every
+frame, exactly as a user would frame by frame.
+
+``write_patterns``/``open_patterns`` store the result as an NXazint1d (or NXazint2d for
+azimuthal sectors) application definition and read it back into the same DataArray.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .geometry import Geometry, cached_integrator
+
+__all__ = [
+    "integrate",
+    "write_patterns",
+    "open_patterns",
+    "sectors_around_axis",
+    "DEFAULT_METHOD",
+    "RADIAL_UNITS",
+]
+
+#: pyFAI method used unless told otherwise: bounding-box pixel splitting, CSR sparse
+#: matrix, Cython implementation (pyFAI's usual choice for fast repeated integration).
+DEFAULT_METHOD = ("bbox", "csr", "cython")
+
+#: pyFAI radial unit -> (dimension name, units, long_name, NeXus long_name)
+RADIAL_UNITS = {
+    "q_nm^-1": ("q", "1/nm", "scattering vector q", "q"),
+    "q_A^-1": ("q", "1/A", "scattering vector q", "q"),
+    "2th_deg": ("two_theta", "deg", "scattering angle 2theta", "2theta"),
+    "2th_rad": ("two_theta", "rad", "scattering angle 2theta", "2theta"),
+    "r_mm": ("r", "mm", "radius on the detector", "r"),
+}
+
+_SPLITS = {"no": "no", "nosplit": "no", "bbox": "bbox", "splitbbox": "bbox", "pseudo": "pseudo",
+           "full": "full", "splitpixel": "full"}
+_ALGOS = {"histogram": "histogram", "histo": "histogram", "lut": "lut", "csr": "csr", "csc": "csc"}
+_IMPLS = {"python": "python", "numpy": "python", "cython": "cython", "opencl": "opencl", "ocl": "opencl"}
+
+INTENSITY_UNITS = "arbitrary units"
+
+
+# --------------------------------------------------------------------------- validation
+def _normalize_method(method) -> tuple[str, str, str]:
+    """pyFAI method (tuple or name like ``"full_csr"``) -> canonical (split, algo, impl)."""
+    if isinstance(method, str):
+        tokens = [t for t in method.lower().replace("-", "_").split("_") if t]
+        split, algo, impl = "bbox", "csr", "cython"
+        if not tokens:
+            raise ValueError(f"method: unknown pyFAI integration method {method!r}")
+        for tok in tokens:
+            if tok in _SPLITS:
+                split = _SPLITS[tok]
+            elif tok in _ALGOS:
+                algo = _ALGOS[tok]
+            elif tok in _IMPLS:
+                impl = _IMPLS[tok]
+            else:
+                raise ValueError(f"method: unknown pyFAI integration method {method!r}")
+        method = (split, algo, impl)
+    try:
+        split, algo, impl = (str(m).lower() for m in method)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"method: expected a pyFAI (split, algo, impl) tuple such as {DEFAULT_METHOD}, got {method!r}"
+        ) from None
+    if split not in _SPLITS or algo not in _ALGOS or impl not in _IMPLS:
+        raise ValueError(f"method: unknown pyFAI integration method {method!r}")
+    canon = (_SPLITS[split], _ALGOS[algo], _IMPLS[impl])
+    import pyFAI.integrator.azimuthal  # noqa: F401  (registers the integration engines)
+    from pyFAI.method_registry import IntegrationMethod
+
+    if not IntegrationMethod.select_method(dim=1, split=canon[0], algo=canon[1], impl=canon[2],
+                                           degradable=False):
+        raise ValueError(f"method: pyFAI has no available 1D method {canon}")
+    return canon
+
+
+def _normalize_sectors(azimuth_sectors) -> list[dict[str, Any]] | None:
+    """-> list of dict(name, center, half_width, lo, hi, disc_at_pi)."""
+    if azimuth_sectors is None:
+        return None
+    out = []
+    if isinstance(azimuth_sectors, (int, np.integer)) and not isinstance(azimuth_sectors, bool):
+        n = int(azimuth_sectors)
+        if n < 1 or n > 3600:
+            raise ValueError(f"azimuth_sectors: number of sectors must be 1..3600, got {n}")
+        width = 360.0 / n
+        for i in range(n):
+            lo = -180.0 + i * width
+            hi = -180.0 + (i + 1) * width if i < n - 1 else 180.0
+            out.append(dict(name=f"{lo:g}..{hi:g}", center=(lo + hi) / 2, half_width=width / 2,
+                            lo=lo, hi=hi, disc_at_pi=True))
+        return out
+    if not isinstance(azimuth_sectors, Mapping) or not azimuth_sectors:
+        raise ValueError(
+            "azimuth_sectors: expected None, a number of equal sectors, or a mapping "
+            "name -> (center_deg, half_width_deg)"
+        )
+    for name, spec in azimuth_sectors.items():
+        try:
+            center, half = (float(v) for v in spec)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"azimuth_sectors[{name!r}]: expected (center_deg, half_width_deg), got {spec!r}"
+            ) from None
+        if not (0 < half <= 90) or not math.isfinite(center):
+            raise ValueError(
+                f"azimuth_sectors[{name!r}]: half width must be in (0, 90] deg, got {half}"
+            )
+        center = (center + 180.0) % 360.0 - 180.0  # pyFAI chi convention [-180, 180)
+        lo, hi = center - half, center + half
+        if lo >= -180.0 and hi <= 180.0:
+            out.append(dict(name=str(name), center=center, half_width=half, lo=lo, hi=hi, disc_at_pi=True))
+        else:  # crosses the +-180 discontinuity: integrate with chi in [0, 360)
+            lo = lo % 360.0
+            out.append(dict(name=str(name), center=center, half_width=half, lo=lo, hi=lo + 2 * half,
+                            disc_at_pi=False))
+    return out
+
+
+def sectors_around_axis(axis_deg: float = 0.0, half_width_deg: float = 10.0) -> dict[str, tuple[float, float]]:
+    """Named sectors ``axial`` (around the load axis) and ``transverse`` (90 deg away).
+
+    ``axis_deg`` is the direction of the load axis on the detector as a pyFAI azimuth chi
+    (degrees); use the result as ``azimuth_sectors`` of :func:`integrate`.
+
+    Examples
+    --------
+    >>> sectors_around_axis(90.0, 10.0)
+    {'axial': (90.0, 10.0), 'transverse': (180.0, 10.0)}
+    """
+    return {"axial": (float(axis_deg), float(half_width_deg)),
+            "transverse": (float(axis_deg) + 90.0, float(half_width_deg))}
+
+
+def _load_mask(mask, shape, *, flip: bool):
+    if mask is None:
+        return None
+    if isinstance(mask, (str, os.PathLike)):
+        path = Path(mask)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: mask file not found")
+        import fabio
+
+        try:
+            arr = fabio.open(str(path)).data
+        except Exception as exc:
+            raise ValueError(f"{path}: not a readable mask image ({exc})") from None
+    else:
+        arr = mask
+        if hasattr(arr, "values") and hasattr(arr, "dims"):
+            arr = arr.values
+        arr = np.asarray(arr)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"mask: shape {arr.shape} does not match the frame shape {tuple(shape)}")
+    arr = arr != 0
+    if flip:
+        arr = np.flipud(arr)
+    return np.ascontiguousarray(arr, dtype=np.int8)
+
+
+# --------------------------------------------------------------------------- kernel
+def _pyfai_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
+    return dict(
+        unit=opts["unit"],
+        method=opts["method"],
+        correctSolidAngle=opts["correct_solid_angle"],
+        polarization_factor=opts["polarization_factor"],
+    )
+
+
+def _sector_integrator(geometry: Geometry, sector: dict[str, Any] | None, shape, opts, mask):
+    """This thread's integrator for one sector (variants share the base's geometry arrays)."""
+    if sector is None:
+        return cached_integrator(geometry)
+    base = cached_integrator(geometry)
+    warm_key = (shape, opts["unit"], opts["method"])
+    warmed = getattr(base, "_xrdflow_warmed", set())
+    if warm_key not in warmed:
+        # compute the geometry arrays once in the base so that every sector copy shares them
+        base.integrate1d(np.zeros(shape, np.float32), opts["npt"], mask=mask, **_pyfai_kwargs(opts))
+        base.reset_engines()
+        warmed = set(warmed) | {warm_key}
+        base._xrdflow_warmed = warmed
+    variant = ("sector", sector["lo"], sector["hi"], sector["disc_at_pi"], warm_key)
+    ai = cached_integrator(geometry, variant)
+    if not sector["disc_at_pi"] and ai.chiDiscAtPi:
+        ai.setChiDiscAtZero()
+    return ai
+
+
+def _integrate_frame(ai, img, opts, mask, azimuth_range):
+    kwargs = _pyfai_kwargs(opts)
+    if opts["mask_negative"] and img.dtype.kind in "if":
+        img = np.where(img < 0, img.dtype.type(-1), img)
+        kwargs.update(dummy=-1.0, delta_dummy=0.0)
+    res = ai.integrate1d(img, opts["npt"], radial_range=opts["radial_range"],
+                         azimuth_range=azimuth_range, mask=mask, **kwargs)
+    return res
+
+
+def _integrate_block(block, mask=None, *, geometry: Geometry, opts: dict[str, Any],
+                     sectors, out_dtype):
+    """Integrate a block of whole frames (n, y, x) -> (n, npt) or (n, nsectors, npt)."""
+    block = np.asarray(block)
+    n = block.shape[0]
+    npt = opts["npt"]
+    nsec = len(sectors) if sectors else None
+    out = np.empty((n, nsec, npt) if nsec else (n, npt), dtype=out_dtype)
+    shape = block.shape[1:]
+    flip = geometry.orientation == "flipud"
+    for i in range(n):
+        img = np.flipud(block[i]) if flip else block[i]
+        if nsec:
+            for j, sec in enumerate(sectors):
+                ai = _sector_integrator(geometry, sec, shape, opts, mask)
+                out[i, j] = _integrate_frame(ai, img, opts, mask, (sec["lo"], sec["hi"])).intensity
+        else:
+            ai = cached_integrator(geometry)
+            out[i] = _integrate_frame(ai, img, opts, mask, None).intensity
+    return out
+
+
+# --------------------------------------------------------------------------- public
+def integrate(
+    frames,
+    geometry: Geometry,
+    *,
+    npt: int,
+    unit: str = "q_nm^-1",
+    radial_range: tuple[float, float] | None = None,
+    mask=None,
+    mask_orientation: str = "as_read",
+    mask_negative: bool = True,
+    azimuth_sectors=None,
+    method=DEFAULT_METHOD,
+    polarization_factor: float | None = None,
+    correct_solid_angle: bool = True,
+    frames_per_chunk: int | None = None,
+):
+    """Azimuthally integrate frames into 1D patterns, lazily (one dask task per block).
+
+    Parameters
+    ----------
+    frames : xarray.DataArray, dask or numpy array
+        ``(frame, y, x)`` frames as fabio reads them (not flipped), or a single ``(y, x)``
+        image. Non-dimension coordinates on ``frame`` (applied_strain, time...) are carried
+        to the output. Chunks must hold whole frames (they are rechunked if not).
+    geometry : Geometry
+        Geometry; ``geometry.orientation == "flipud"`` flips every frame (and the mask)
+        up-down inside the task before integrating.
+    npt : int
+        Number of radial bins.
+    unit : str
+        pyFAI radial unit: ``"q_nm^-1"`` (default), ``"q_A^-1"``, ``"2th_deg"``,
+        ``"2th_rad"`` or ``"r_mm"``.
+    radial_range : (float, float), optional
+        Radial range in ``unit``. With ``azimuth_sectors`` and no range, the full-image
+        range is used for every sector so that all sectors share one radial axis.
+    mask : array or path, optional
+        Static mask (non-zero = masked), an array or a fabio-readable file (e.g. a Dioptas
+        ``.mask``), combined with the detector's own mask.
+    mask_orientation : {"as_read", "flipud"}
+        Orientation of ``mask``: ``"as_read"`` (default) like the frames, or ``"flipud"``
+        when the mask is already flipped (Dioptas masks go with Dioptas PONIs).
+    mask_negative : bool
+        Mask negative pixels of every frame (detector gaps and bad pixels, e.g. Pilatus -1
+        and -2); implemented with pyFAI's ``dummy=-1, delta_dummy=0`` after clamping
+        negative values to -1. Default True.
+    azimuth_sectors : int or mapping, optional
+        None: integrate the full ring, output ``(frame, q)``. An int N: N equal sectors over
+        pyFAI's chi range [-180, 180) deg. A mapping name -> (center_deg, half_width_deg),
+        e.g. :func:`sectors_around_axis`. Output ``(frame, azimuth, q)``.
+    method : tuple or str
+        pyFAI method ``(split, algo, impl)``, default ``("bbox", "csr", "cython")``, or a
+        name such as ``"full_csr"``.
+    polarization_factor : float, optional
+        pyFAI polarization factor (-1..1, e.g. 0.99 for a horizontally polarized
+        synchrotron beam). Default None: no polarization correction.
+    correct_solid_angle : bool
+        Solid-angle correction (pyFAI's default, True).
+    frames_per_chunk : int, optional
+        Rechunk a numpy input to this many frames per chunk (default: about 32 MB).
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy (dask-backed) ``(frame, q)`` or ``(frame, azimuth, q)`` float32 patterns named
+        ``intensity``; the radial dimension is ``q``, ``two_theta`` or ``r`` by ``unit``.
+        Attributes: ``radial_unit``, ``wavelength_a``, ``energy_kev``, ``units``, the
+        geometry (``dist_m``, ``poni1_m``... and ``geometry`` as JSON), ``method`` and the
+        corrections.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, dask.array as da
+    >>> from xrdflow.geometry import Geometry
+    >>> g = Geometry(dist=0.2, poni1=0.01, poni2=0.01, wavelength=0.5e-10,
+    ...              detector="Detector", pixel1=1e-4, pixel2=1e-4, max_shape=(200, 200))
+    >>> frames = xr.DataArray(da.ones((4, 200, 200), chunks=(2, 200, 200)),
+    ...                       dims=("frame", "y", "x"),
+    ...                       coords={"applied_strain": ("frame", [0.0, 0.01, 0.02, 0.03])})
+    >>> p = integrate(frames, g, npt=100)
+    >>> p.dims, p.sizes["q"], p.attrs["radial_unit"]
+    (('frame', 'q'), 100, 'q_nm^-1')
+    >>> float(p.compute().isel(frame=0).mean().round(2))
+    1.0
+    """
+    import dask.array as da
+    import xarray as xr
+
+    # ---- eager validation
+    if not isinstance(geometry, Geometry):
+        raise ValueError(f"geometry: expected an xrdflow Geometry, got {type(geometry).__name__}")
+    if isinstance(npt, bool) or not isinstance(npt, (int, np.integer)) or npt < 1:
+        raise ValueError(f"npt: number of radial bins must be a positive integer, got {npt!r}")
+    npt = int(npt)
+    if unit not in RADIAL_UNITS:
+        raise ValueError(f"unit: expected one of {sorted(RADIAL_UNITS)}, got {unit!r}")
+    if radial_range is not None:
+        try:
+            lo, hi = (float(v) for v in radial_range)
+        except (TypeError, ValueError):
+            raise ValueError(f"radial_range: expected (min, max), got {radial_range!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+            raise ValueError(f"radial_range: expected min < max, got {radial_range!r}")
+        radial_range = (lo, hi)
+    if mask_orientation not in ("as_read", "flipud"):
+        raise ValueError(f"mask_orientation: expected 'as_read' or 'flipud', got {mask_orientation!r}")
+    if polarization_factor is not None:
+        polarization_factor = float(polarization_factor)
+        if not -1.0 <= polarization_factor <= 1.0:
+            raise ValueError(f"polarization_factor: must be in [-1, 1], got {polarization_factor}")
+    method = _normalize_method(method)
+    sectors = _normalize_sectors(azimuth_sectors)
+
+    # ---- frames -> dask (frame, y, x) with whole frames per chunk
+    coords_frame: dict[str, Any] = {}
+    in_attrs: dict[str, Any] = {}
+    frame_dim = "frame"
+    if isinstance(frames, xr.DataArray):
+        in_attrs = dict(frames.attrs)
+        if frames.ndim == 3:
+            frame_dim = frames.dims[0]
+            for name, coord in frames.coords.items():
+                if coord.dims == (frame_dim,):
+                    coords_frame[name] = coord.variable
+        data = frames.data
+    else:
+        data = frames
+    single = getattr(data, "ndim", None) == 2
+    if getattr(data, "ndim", None) not in (2, 3):
+        raise ValueError(f"frames: expected (frame, y, x) or (y, x), got shape {getattr(data, 'shape', None)}")
+    if single:
+        data = data[None]
+    if not isinstance(data, da.Array):
+        data = np.asarray(data)
+        if frames_per_chunk is None:
+            frames_per_chunk = max(1, int(32e6 // max(1, data[0].nbytes)))
+        data = da.from_array(data, chunks=(int(frames_per_chunk), -1, -1))
+    elif frames_per_chunk is not None:
+        data = data.rechunk((int(frames_per_chunk), -1, -1))
+    if len(data.chunks[1]) > 1 or len(data.chunks[2]) > 1:
+        data = data.rechunk({1: -1, 2: -1})
+    if data.dtype.kind not in "biuf":
+        raise ValueError(f"frames: expected a numeric image dtype, got {data.dtype}")
+    shape = tuple(int(s) for s in data.shape[1:])
+    if geometry.max_shape is not None and tuple(geometry.max_shape) != shape:
+        raise ValueError(
+            f"frames: frame shape {shape} does not match the detector shape {geometry.max_shape}"
+        )
+    flip = geometry.orientation == "flipud"
+    mask_arr = _load_mask(mask, shape, flip=(flip != (mask_orientation == "flipud")))
+    # combine with the detector's own mask (pyFAI ignores it once a mask is passed)
+    ai0 = cached_integrator(geometry)
+    det_mask = ai0.detector.mask
+    if mask_arr is not None and det_mask is not None and det_mask.shape == shape:
+        mask_arr = np.ascontiguousarray(mask_arr | (det_mask != 0), dtype=np.int8)
+
+    opts = dict(npt=npt, unit=unit, radial_range=radial_range, method=method,
+                polarization_factor=polarization_factor,
+                correct_solid_angle=bool(correct_solid_angle), mask_negative=bool(mask_negative))
+
+    # ---- radial axis (and output dtype) from one eager integration of an empty frame
+    probe = ai0.integrate1d(np.zeros(shape, np.float32), npt, radial_range=radial_range,
+                            mask=mask_arr, **_pyfai_kwargs(opts))
+    radial = np.asarray(probe.radial, dtype=np.float64)
+    out_dtype = np.asarray(probe.intensity).dtype
+    if sectors and radial_range is None:
+        step = (radial[-1] - radial[0]) / (npt - 1) if npt > 1 else 0.0
+        if npt > 1:
+            opts["radial_range"] = (float(radial[0] - step / 2), float(radial[-1] + step / 2))
+            probe = ai0.integrate1d(np.zeros(shape, np.float32), npt, radial_range=opts["radial_range"],
+                                    mask=mask_arr, **_pyfai_kwargs(opts))
+            radial = np.asarray(probe.radial, dtype=np.float64)
+    ai0.reset_engines()
+
+    # ---- graph
+    kw = dict(geometry=geometry, opts=opts, sectors=sectors, out_dtype=out_dtype)
+    if sectors:
+        new_axes = {"s": len(sectors), "q": npt}
+        out_ind = "fsq"
+        meta = np.empty((0, 0, 0), dtype=out_dtype)
+    else:
+        new_axes = {"q": npt}
+        out_ind = "fq"
+        meta = np.empty((0, 0), dtype=out_dtype)
+    args: list[Any] = [data, "fyx"]
+    if mask_arr is not None:
+        args += [da.from_array(mask_arr, chunks=-1, name=False), "yx"]
+    result = da.blockwise(_integrate_block, out_ind, *args, new_axes=new_axes, concatenate=True,
+                          dtype=out_dtype, meta=meta, **kw)
+
+    # ---- labels
+    rdim, runits, rlong, _ = RADIAL_UNITS[unit]
+    dims = [frame_dim] + (["azimuth"] if sectors else []) + [rdim]
+    coords: dict[str, Any] = {rdim: xr.Variable((rdim,), radial, {"units": runits, "long_name": rlong})}
+    if isinstance(frames, xr.DataArray) and frames.ndim == 3 and frame_dim in frames.coords:
+        coords[frame_dim] = frames.coords[frame_dim].variable
+    coords.update(coords_frame)
+    if sectors:
+        coords["azimuth"] = xr.Variable(
+            ("azimuth",), np.array([s["center"] for s in sectors]),
+            {"units": "deg", "long_name": "azimuth chi (sector centre, pyFAI convention)"})
+        coords["sector"] = xr.Variable(("azimuth",), np.array([s["name"] for s in sectors], dtype=object),
+                                       {"long_name": "azimuthal sector"})
+        coords["sector_half_width"] = xr.Variable(
+            ("azimuth",), np.array([s["half_width"] for s in sectors]),
+            {"units": "deg", "long_name": "sector half width"})
+        coords["azimuth_min"] = xr.Variable(("azimuth",), np.array([s["lo"] for s in sectors]),
+                                            {"units": "deg", "long_name": "sector lower chi limit"})
+        coords["azimuth_max"] = xr.Variable(("azimuth",), np.array([s["hi"] for s in sectors]),
+                                            {"units": "deg", "long_name": "sector upper chi limit"})
+    attrs = {
+        "long_name": "intensity",
+        "units": INTENSITY_UNITS,
+        "radial_unit": unit,
+        "wavelength_a": geometry.wavelength_a,
+        "energy_kev": geometry.energy_kev,
+        "dist_m": geometry.dist,
+        "poni1_m": geometry.poni1,
+        "poni2_m": geometry.poni2,
+        "rot1_rad": geometry.rot1,
+        "rot2_rad": geometry.rot2,
+        "rot3_rad": geometry.rot3,
+        "detector": geometry.detector,
+        "pixel1_m": geometry.pixel1,
+        "pixel2_m": geometry.pixel2,
+        "orientation": geometry.orientation,
+        "geometry": json.dumps(geometry.as_dict(), sort_keys=True),
+        "method": ",".join(method),
+        "npt": npt,
+        "correct_solid_angle": int(bool(correct_solid_angle)),
+        "polarization_applied": int(polarization_factor is not None),
+        "mask_negative": int(bool(mask_negative)),
+        "masked_pixels": int(mask_arr.sum()) if mask_arr is not None else 0,
+        "integrator": "pyFAI",
+    }
+    if polarization_factor is not None:
+        attrs["polarization_factor"] = polarization_factor
+    if opts["radial_range"] is not None:
+        attrs["radial_range"] = json.dumps(list(opts["radial_range"]))
+    for key in ("source", "title"):
+        if key in in_attrs and isinstance(in_attrs[key], str):
+            attrs[key] = in_attrs[key]
+    out = xr.DataArray(result, dims=dims, coords=coords, attrs=attrs, name="intensity")
+    if single:
+        out = out.isel({frame_dim: 0}, drop=True)
+    return out
+
+
+# --------------------------------------------------------------------------- NeXus
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _write_var_field(group, name: str, var, nexus_attrs: dict[str, Any] | None = None):
+    import h5py
+
+    values = var.values
+    if values.dtype.kind in "OU":
+        dset = group.create_dataset(name, data=values.astype(object), dtype=h5py.string_dtype())
+    elif values.dtype.kind == "M":
+        dset = group.create_dataset(name, data=values.astype("datetime64[ns]").astype(np.int64))
+        dset.attrs["xrdflow_dtype"] = str(values.dtype)
+    else:
+        dset = group.create_dataset(name, data=values)
+    for key, val in (nexus_attrs or {}).items():
+        dset.attrs[key] = val
+    dset.attrs["xrdflow_dims"] = json.dumps(list(var.dims))
+    dset.attrs["xrdflow_attrs"] = json.dumps({k: _jsonable(v) for k, v in var.attrs.items()})
+    return dset
+
+
+def write_patterns(patterns, path_or_h5group, *, entry: str = "entry", blocks_per_batch: int = 8) -> None:
+    """Write patterns from :func:`integrate` as an NXazint1d (NXazint2d with sectors) entry.
+
+    Parameters
+    ----------
+    patterns : xarray.DataArray
+        ``(frame, q)`` or ``(frame, azimuth, q)`` patterns (lazy ones are computed a few
+        blocks at a time, so memory stays flat; HDF5 is written by this process only).
+    path_or_h5group : path or h5py.Group
+        Output file (written atomically) or an open group in which ``entry`` is created
+        (as NXentry at a file root, NXsubentry elsewhere).
+    entry : str
+        Name of the entry group.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, tempfile, pathlib
+    >>> p = xr.DataArray(np.ones((2, 3), np.float32), dims=("frame", "q"),
+    ...                  coords={"q": ("q", [1.0, 2.0, 3.0], {"units": "1/nm"})},
+    ...                  attrs={"radial_unit": "q_nm^-1", "wavelength_a": 0.5,
+    ...                         "energy_kev": 24.8, "units": "arbitrary units"})
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "p.nxs"
+    >>> write_patterns(p, out)
+    >>> open_patterns(out).identical(p)
+    True
+    """
+    import h5py
+    import xarray as xr
+
+    if not isinstance(patterns, xr.DataArray):
+        raise ValueError(f"patterns: expected an xarray.DataArray, got {type(patterns).__name__}")
+    if isinstance(path_or_h5group, h5py.Group):
+        parent = path_or_h5group
+        cls = "NXentry" if parent.name == "/" else "NXsubentry"
+        _write_entry(patterns, parent, entry, cls, blocks_per_batch)
+        return
+    from .nexus import atomic_output
+
+    path = Path(path_or_h5group)
+    with atomic_output(path) as tmp:
+        with h5py.File(tmp, "w") as fh:
+            fh.attrs["default"] = entry
+            _write_entry(patterns, fh, entry, "NXentry", blocks_per_batch)
+
+
+def _write_entry(patterns, parent, entry_name: str, nx_class: str, blocks_per_batch: int) -> None:
+    import dask
+    import dask.array as da
+
+    from .nexus import nx_group, write_field, write_process
+
+    da_ = patterns
+    attrs = dict(da_.attrs)
+    frame_dim = da_.dims[0] if da_.ndim >= 2 else None
+    radial_dim = da_.dims[-1]
+    has_azimuth = da_.ndim == 3
+    unit = attrs.get("radial_unit", "q_nm^-1")
+    nx_long = RADIAL_UNITS.get(unit, (None, None, None, radial_dim))[3]
+    definition = "NXazint2d" if has_azimuth else "NXazint1d"
+
+    entry = nx_group(parent, entry_name, nx_class, default="data")
+    write_field(entry, "definition", definition)
+    write_field(entry, "solid_angle_applied", bool(attrs.get("correct_solid_angle", 0)))
+    write_field(entry, "polarization_applied", bool(attrs.get("polarization_applied", 0)))
+    write_field(entry, "normalization_applied", True)
+    inst = nx_group(entry, "instrument", "NXinstrument")
+    write_field(inst, "name", str(attrs.get("instrument", "unknown")))
+    mono = nx_group(inst, "monochromator", "NXmonochromator")
+    if "wavelength_a" in attrs:
+        write_field(mono, "wavelength", float(attrs["wavelength_a"]), units="angstrom")
+    if "energy_kev" in attrs:
+        write_field(mono, "energy", float(attrs["energy_kev"]), units="keV")
+    src = nx_group(inst, "source", "NXsource")
+    write_field(src, "name", str(attrs.get("facility", "unknown")))
+    write_field(src, "type", "Synchrotron X-ray Source")
+    write_field(src, "probe", "x-ray")
+
+    params = {k: _jsonable(v) for k, v in attrs.items()
+              if isinstance(_jsonable(v), (str, int, float, bool))}
+    proc = write_process(entry, "reduction", parameters=params,
+                         note="xrdflow.integrate: pyFAI integrate1d per frame "
+                              "(per azimuthal sector for NXazint2d)")
+    write_field(proc, "reference",
+                "pyFAI: Kieffer & Karkoulis, J. Phys.: Conf. Ser. 425 (2013) 202012; "
+                "Ashiotis et al., J. Appl. Cryst. 48 (2015) 510")
+
+    data = nx_group(entry, "data", "NXdata", signal="I")
+    data.attrs["interpretation"] = "image" if has_azimuth else "spectrum"
+    data.attrs["axes"] = (["."] + (["azimuthal_axis"] if has_azimuth else []) + ["radial_axis"]
+                          if frame_dim else ["radial_axis"])
+    data.attrs["xrdflow_name"] = json.dumps(da_.name)
+    data.attrs["xrdflow_dims"] = json.dumps(list(da_.dims))
+    data.attrs["xrdflow_attrs"] = json.dumps({k: _jsonable(v) for k, v in attrs.items()})
+
+    shape = tuple(int(s) for s in da_.shape)
+    if "I" in data:
+        del data["I"]
+    chunks = (1,) + shape[1:] if frame_dim and shape[0] > 0 else None
+    dset = data.create_dataset("I", shape=shape, dtype=da_.dtype, chunks=chunks,
+                               compression="gzip" if chunks else None)
+    dset.attrs["long_name"] = "intensity"
+    dset.attrs["units"] = "arbitrary units"
+    arr = da_.data
+    if isinstance(arr, da.Array) and frame_dim:
+        offsets = np.concatenate([[0], np.cumsum(arr.chunks[0])])
+        nblocks = len(arr.chunks[0])
+        for start in range(0, nblocks, max(1, blocks_per_batch)):
+            stop = min(nblocks, start + max(1, blocks_per_batch))
+            values = dask.compute(*[arr.blocks[b] for b in range(start, stop)])
+            for b, val in zip(range(start, stop), values):
+                dset[offsets[b]:offsets[b + 1]] = val
+    else:
+        dset[...] = np.asarray(da_.values)
+
+    for name, coord in da_.coords.items():
+        if name == radial_dim:
+            field = "radial_axis"
+            nx_attrs = {"long_name": nx_long, "units": coord.attrs.get("units", "")}
+        elif has_azimuth and name == "azimuth":
+            field = "azimuthal_axis"
+            nx_attrs = {"long_name": "azimuthal bin center", "units": "deg"}
+        else:
+            field = name
+            nx_attrs = {}
+            for key in ("units", "long_name"):
+                if key in coord.attrs:
+                    nx_attrs[key] = coord.attrs[key]
+        dset_c = _write_var_field(data, field, coord.variable, nx_attrs)
+        dset_c.attrs["xrdflow_name"] = name
+
+
+def open_patterns(path, *, entry: str = "entry"):
+    """Read patterns written by :func:`write_patterns` back into the same DataArray.
+
+    Parameters
+    ----------
+    path : path or h5py.Group
+        File written by :func:`write_patterns` (or an open group holding ``entry``).
+    entry : str
+        Entry name.
+
+    Examples
+    --------
+    See :func:`write_patterns`.
+    """
+    import h5py
+
+    if isinstance(path, h5py.Group):
+        return _read_entry(path, entry)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: patterns file not found")
+    with h5py.File(path, "r") as fh:
+        if entry not in fh:
+            raise ValueError(f"{path}: no entry {entry!r} (found {sorted(fh)})")
+        return _read_entry(fh, entry)
+
+
+def _read_entry(parent, entry: str):
+    import xarray as xr
+
+    data = parent[entry]["data"]
+    if "xrdflow_dims" not in data.attrs:
+        raise ValueError(f"{data.file.filename}: {data.name} was not written by xrdflow.write_patterns")
+    dims = json.loads(data.attrs["xrdflow_dims"])
+    attrs = json.loads(data.attrs["xrdflow_attrs"])
+    name = json.loads(data.attrs["xrdflow_name"])
+    values = data["I"][()]
+    coords = {}
+    for key, dset in data.items():
+        if key == "I" or "xrdflow_dims" not in dset.attrs:
+            continue
+        cname = dset.attrs.get("xrdflow_name", key)
+        if isinstance(cname, bytes):
+            cname = cname.decode()
+        cdims = json.loads(dset.attrs["xrdflow_dims"])
+        cattrs = json.loads(dset.attrs["xrdflow_attrs"])
+        val = dset[()]
+        if dset.dtype.kind == "O":
+            val = np.array([v.decode() if isinstance(v, bytes) else v for v in np.ravel(val)],
+                           dtype=object).reshape(np.shape(val))
+            if np.ndim(val) == 0:
+                val = val.item()
+        elif "xrdflow_dtype" in dset.attrs:
+            val = np.asarray(val).astype("datetime64[ns]").astype(dset.attrs["xrdflow_dtype"])
+        coords[cname] = xr.Variable(cdims, val, cattrs)
+    return xr.DataArray(values, dims=dims, coords=coords, attrs=attrs, name=name)
