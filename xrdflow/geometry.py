@@ -29,6 +29,18 @@ from typing import Any
 
 import numpy as np
 
+from .units import (  # noqa: F401  re-exported: the conversions belong with the geometry too
+    HC_KEV_A,
+    d_to_q,
+    d_to_two_theta,
+    energy_to_wavelength,
+    q_to_d,
+    q_to_two_theta,
+    two_theta_to_d,
+    two_theta_to_q,
+    wavelength_to_energy,
+)
+
 __all__ = [
     "Geometry",
     "cached_integrator",
@@ -46,108 +58,9 @@ __all__ = [
 ]
 
 #: h*c in keV * Angstrom (CODATA 2018)
-HC_KEV_A = 12.398419843320026
 
 ORIENTATIONS = ("as_read", "flipud")
 _ORIENTATION_RE = re.compile(r"^#\s*xrdflow_orientation\s*:\s*(\S+)\s*$", re.IGNORECASE)
-
-
-# --------------------------------------------------------------------------- helpers
-def energy_to_wavelength(energy_kev):
-    """Photon energy (keV) -> wavelength (Angstrom).
-
-    Examples
-    --------
-    >>> round(float(energy_to_wavelength(12.398419843320026)), 12)
-    1.0
-    """
-    energy_kev = np.asarray(energy_kev, dtype=float)
-    if np.any(energy_kev <= 0):
-        raise ValueError(f"energy_kev must be > 0, got {energy_kev}")
-    return HC_KEV_A / energy_kev
-
-
-def wavelength_to_energy(wavelength_a):
-    """Wavelength (Angstrom) -> photon energy (keV).
-
-    Examples
-    --------
-    >>> round(float(wavelength_to_energy(0.4066)), 3)
-    30.493
-    """
-    wavelength_a = np.asarray(wavelength_a, dtype=float)
-    if np.any(wavelength_a <= 0):
-        raise ValueError(f"wavelength_a must be > 0, got {wavelength_a}")
-    return HC_KEV_A / wavelength_a
-
-
-def q_to_d(q_nm):
-    """Momentum transfer q (1/nm) -> d-spacing (Angstrom): d = 2*pi/q, converted nm -> A.
-
-    Examples
-    --------
-    >>> round(float(q_to_d(2 * np.pi)), 12)
-    10.0
-    """
-    return 20.0 * np.pi / np.asarray(q_nm, dtype=float)
-
-
-def d_to_q(d_a):
-    """d-spacing (Angstrom) -> q (1/nm).
-
-    Examples
-    --------
-    >>> round(float(d_to_q(10.0)), 6)
-    6.283185
-    """
-    return 20.0 * np.pi / np.asarray(d_a, dtype=float)
-
-
-def two_theta_to_q(two_theta_deg, wavelength_a):
-    """Scattering angle 2theta (deg) -> q (1/nm) at ``wavelength_a`` (Angstrom).
-
-    Examples
-    --------
-    >>> round(float(two_theta_to_q(7.4615, 0.4066)), 3)
-    20.11
-    """
-    theta = np.deg2rad(np.asarray(two_theta_deg, dtype=float)) / 2.0
-    return 4.0 * np.pi * np.sin(theta) / (np.asarray(wavelength_a, dtype=float) / 10.0)
-
-
-def q_to_two_theta(q_nm, wavelength_a):
-    """q (1/nm) -> 2theta (deg); NaN where the reflection is out of reach (q > 4 pi / lambda).
-
-    Examples
-    --------
-    >>> round(float(q_to_two_theta(two_theta_to_q(10.0, 0.5), 0.5)), 9)
-    10.0
-    """
-    s = np.asarray(q_nm, dtype=float) * (np.asarray(wavelength_a, dtype=float) / 10.0) / (4 * np.pi)
-    with np.errstate(invalid="ignore"):
-        return np.rad2deg(2.0 * np.arcsin(np.where(np.abs(s) <= 1, s, np.nan)))
-
-
-def d_to_two_theta(d_a, wavelength_a):
-    """d-spacing (Angstrom) -> 2theta (deg) by Bragg's law; NaN where d < lambda/2.
-
-    Examples
-    --------
-    >>> round(float(d_to_two_theta(3.12441816, 0.4066)), 4)
-    7.4615
-    """
-    return q_to_two_theta(d_to_q(d_a), wavelength_a)
-
-
-def two_theta_to_d(two_theta_deg, wavelength_a):
-    """2theta (deg) -> d-spacing (Angstrom) by Bragg's law.
-
-    Examples
-    --------
-    >>> round(float(two_theta_to_d(7.4615, 0.4066)), 4)
-    3.1244
-    """
-    return q_to_d(two_theta_to_q(two_theta_deg, wavelength_a))
 
 
 # --------------------------------------------------------------------------- Geometry

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import nexus
 from .nexus import nx_group, write_field
-from .units import wavelength_a_from_kev
+from .units import energy_to_wavelength
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ def _create_layout(f: h5py.File, *, n, shape, dtype, compression, energy_kev, ti
     instrument = nx_group(entry, "instrument", "NXinstrument")
     mono = nx_group(instrument, "monochromator", "NXmonochromator")
     write_field(mono, "energy", float(energy_kev), units="keV", long_name="X-ray energy")
-    write_field(mono, "wavelength", wavelength_a_from_kev(energy_kev), units="angstrom",
+    write_field(mono, "wavelength", float(energy_to_wavelength(energy_kev)), units="angstrom",
                 long_name="X-ray wavelength")
     det = nx_group(instrument, "detector", "NXdetector")
     if detector:

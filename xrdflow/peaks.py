@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from . import _kernels as K
+from .units import wavelength_to_energy
 
 __all__ = [
     "STATUS",
@@ -767,6 +768,6 @@ def read_patterns(
     arr.attrs = {"long_name": "intensity", "units": "arb. units", "radial_unit": unit}
     if wavelength_a is not None:
         arr.attrs["wavelength_a"] = float(wavelength_a)
-        arr.attrs["energy_kev"] = 12.398419843320026 / float(wavelength_a)
+        arr.attrs["energy_kev"] = wavelength_to_energy(float(wavelength_a))
     arr.attrs["source_file"] = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
     return arr

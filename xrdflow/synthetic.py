@@ -86,6 +86,8 @@ from typing import Any
 
 import numpy as np
 
+from .units import HC_KEV_A
+
 __all__ = [
     "DEFAULT_GEOMETRY",
     "MG_LOAD_SHARING",
@@ -98,9 +100,6 @@ __all__ = [
     "write_tensile_run",
     "write_demo",
 ]
-
-#: h*c in keV*Angstrom (CODATA 2018)
-HC_KEV_A = 12.398419843320026
 
 #: Default PONI (pyFAI units: metres, radians) relative to the detector centre: distance
 #: 1.2 m, PONI 9.7 mm below / 11.8 mm left of the centre (+48.5 / -59 PerkinElmer pixels
