@@ -19,6 +19,10 @@ class KernelFit:
         self.out = np.empty((self.y.shape[0], 1, 8, K.NFIELD))
         K.fit_batch(self.x, self.y[:1], self.lo, self.hi, linear, False, 100, 1e-8, 1e-12,
                     3.0, 7, self.out[:1])
+        K.fit_batch(self.x, self.y[:1], self.lo, self.hi, linear, False, 100, 1e-8, 1e-12,
+                    3.0, 7, self.out[:1], True)
+        K.fit_batch_parallel(self.x, self.y[:1], self.lo, self.hi, linear, False, 100, 1e-8,
+                             1e-12, 3.0, 7, self.out[:1])
 
     def time_fit_batch(self, points, linear):
         K.fit_batch(self.x, self.y, self.lo, self.hi, linear, False, 100, 1e-8, 1e-12, 3.0, 7,
@@ -27,6 +31,10 @@ class KernelFit:
     def time_fit_batch_parallel(self, points, linear):
         K.fit_batch_parallel(self.x, self.y, self.lo, self.hi, linear, False, 100, 1e-8, 1e-12,
                              3.0, 7, self.out)
+
+    def time_fit_batch_poisson(self, points, linear):
+        K.fit_batch(self.x, self.y, self.lo, self.hi, linear, False, 100, 1e-8, 1e-12, 3.0, 7,
+                    self.out, True)
 
     def peakmem_fit_batch(self, points, linear):
         K.fit_batch(self.x, self.y, self.lo, self.hi, linear, False, 100, 1e-8, 1e-12, 3.0, 7,

@@ -338,8 +338,19 @@ _FIELD_NAMES = [
 ]
 
 
-def _fit_block(y, *, x, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, min_points):
-    """apply_ufunc callback: y[..., nx] -> out[..., npeak, NFIELD] (one dask block)."""
+#: variables fit_peaks returns, in the order of the last axis of each block's output
+_OUT_NAMES = _FIELD_NAMES[:-1] + ["fwhm", "fwhm_error", "d_spacing", "d_spacing_error"]
+_UNMASKED = ("n_iter", "status")
+
+
+def _fit_block(y, *, x, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, min_points,
+               poisson=False, unit="q_nm^-1", wavelength_a=None):
+    """apply_ufunc callback: y[..., nx] -> out[..., npeak, len(_OUT_NAMES)] (one dask block).
+
+    Everything derived from the fit (FWHM, d-spacing, their errors, NaN where a fit is not
+    ok) is computed here, so each output variable is a plain slice of one block: the graph
+    stays small and holds no intermediates shared between variables.
+    """
     shape = y.shape
     if len(shape) == 1:
         y3 = y.reshape(1, 1, shape[0])
@@ -348,9 +359,29 @@ def _fit_block(y, *, x, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_sn
     if y3.dtype not in (np.float32, np.float64):
         y3 = y3.astype(np.float64)
     y3 = np.ascontiguousarray(y3)
-    out = np.empty(y3.shape[:2] + (lo.shape[0], K.NFIELD))
-    K.fit_batch(x, y3, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, min_points, out)
-    return out.reshape(shape[:-1] + (lo.shape[0], K.NFIELD))
+    raw = np.empty(y3.shape[:2] + (lo.shape[0], K.NFIELD))
+    K.fit_batch(x, y3, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, min_points, raw,
+                poisson)
+    f = {name: raw[..., i] for i, name in enumerate(_FIELD_NAMES)}
+    out = np.empty(raw.shape[:-1] + (len(_OUT_NAMES),))
+    for i, name in enumerate(_FIELD_NAMES[:-1]):
+        out[..., i] = f[name]
+    out[..., _OUT_NAMES.index("fwhm")] = FWHM_FACTOR * f["sigma"]
+    out[..., _OUT_NAMES.index("fwhm_error")] = FWHM_FACTOR * f["sigma_error"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = to_d_spacing(f["position"], unit, wavelength_a)
+        if d is None:
+            d = np.full_like(f["position"], np.nan)
+            d_err = d
+        else:
+            d_err = _d_derivative(f["position"], d, unit, wavelength_a) * f["position_error"]
+    out[..., _OUT_NAMES.index("d_spacing")] = d
+    out[..., _OUT_NAMES.index("d_spacing_error")] = d_err
+    bad = f["status"] != K.OK
+    for i, name in enumerate(_OUT_NAMES):
+        if name not in _UNMASKED:
+            out[..., i][bad] = np.nan
+    return out.reshape(shape[:-1] + (lo.shape[0], len(_OUT_NAMES)))
 
 
 def _attrs(long_name: str, units: str, **kw) -> dict[str, Any]:
@@ -370,6 +401,7 @@ def fit_peaks(
     min_snr: float = 3.0,
     min_points: int = 7,
     overlap: str = "warn",
+    weights: str | None = None,
 ) -> xr.Dataset:
     """Fit a Gaussian on a background to every peak window of every pattern, lazily.
 
@@ -412,6 +444,11 @@ def fit_peaks(
         What to do when another listed peak's centre lies inside a window: fit it as one
         Gaussian with a warning (the ``overlaps`` peak coord names the culprits), raise, or
         drop those peaks.
+    weights : {None, "poisson"}
+        ``None``: unweighted least squares. ``"poisson"``: each point weighted by
+        ``1 / max(y, 1)``, the inverse variance of counts, for honest errors on counting
+        data (unweighted errors on the centre are too small when the noise is largest at the
+        peak). Errors are scaled by ``sqrt(chi2 / dof)`` in both cases.
 
     Returns
     -------
@@ -448,6 +485,8 @@ def fit_peaks(
         raise ValueError(f"min_snr: must be >= 0, got {min_snr!r}")
     if not (isinstance(min_points, (int, np.integer)) and min_points >= 1):
         raise ValueError(f"min_points: must be a positive integer, got {min_points!r}")
+    if weights not in (None, "poisson"):
+        raise ValueError(f"weights: must be None or 'poisson', got {weights!r}")
     if half_width is not None and not (np.isfinite(half_width) and half_width > 0):
         raise ValueError(f"half_width: must be a finite number > 0, got {half_width!r}")
     if wavelength_a is None:
@@ -491,7 +530,7 @@ def fit_peaks(
         output_core_dims=[["peak", "field"]],
         dask="parallelized",
         output_dtypes=[np.float64],
-        dask_gufunc_kwargs={"output_sizes": {"peak": npk, "field": K.NFIELD}},
+        dask_gufunc_kwargs={"output_sizes": {"peak": npk, "field": len(_OUT_NAMES)}},
         kwargs=dict(
             x=x,
             lo=win["lo"],
@@ -503,66 +542,47 @@ def fit_peaks(
             ftol=1e-12,
             min_snr=float(min_snr),
             min_points=int(min_points),
+            poisson=weights == "poisson",
+            unit=unit,
+            wavelength_a=wavelength_a,
         ),
         keep_attrs=False,
     )
     raw = raw.drop_vars([c for c in raw.coords if dim in raw[c].dims], errors="ignore")
 
     def field(name):
-        return raw.isel(field=_FIELD_NAMES.index(name), drop=True)
+        return raw.isel(field=_OUT_NAMES.index(name), drop=True)
 
-    status = field("status")
-    ok = status == K.OK
     runit = _UNITS[unit][1]
     iunit = patterns.attrs.get("units", "arb. units")
-
-    def val(name):
-        return field(name).where(ok)
-
-    ds = xr.Dataset()
-    ds["position"] = val("position").assign_attrs(_attrs(f"peak centre ({dim})", runit))
-    ds["position_error"] = val("position_error").assign_attrs(
-        _attrs("standard error of the peak centre", runit)
-    )
-    ds["sigma"] = val("sigma").assign_attrs(_attrs("Gaussian standard deviation", runit))
-    ds["sigma_error"] = val("sigma_error").assign_attrs(_attrs("standard error of sigma", runit))
-    ds["fwhm"] = (FWHM_FACTOR * ds["sigma"]).assign_attrs(
-        _attrs("full width at half maximum, 2 sqrt(2 ln 2) sigma", runit)
-    )
-    ds["fwhm_error"] = (FWHM_FACTOR * ds["sigma_error"]).assign_attrs(
-        _attrs("standard error of the FWHM", runit)
-    )
-    ds["amplitude"] = val("amplitude").assign_attrs(_attrs("peak height above background", iunit))
-    ds["amplitude_error"] = val("amplitude_error").assign_attrs(
-        _attrs("standard error of the peak height", iunit)
-    )
-    ds["background"] = val("background").assign_attrs(
-        _attrs("background at the peak centre", iunit)
-    )
-    ds["background_error"] = val("background_error").assign_attrs(
-        _attrs("standard error of the background at the peak centre", iunit)
-    )
-    ds["background_slope"] = val("background_slope").assign_attrs(
-        _attrs("background slope", f"({iunit}) / ({runit})")
-    )
-    ds["residual"] = val("residual").assign_attrs(
-        _attrs("root-mean-square fit residual, sqrt(chi2 / (n - p))", iunit)
-    )
+    described = {
+        "position": (f"peak centre ({dim})", runit),
+        "position_error": ("standard error of the peak centre", runit),
+        "sigma": ("Gaussian standard deviation", runit),
+        "sigma_error": ("standard error of sigma", runit),
+        "fwhm": ("full width at half maximum, 2 sqrt(2 ln 2) sigma", runit),
+        "fwhm_error": ("standard error of the FWHM", runit),
+        "amplitude": ("peak height above background", iunit),
+        "amplitude_error": ("standard error of the peak height", iunit),
+        "background": ("background at the peak centre", iunit),
+        "background_error": ("standard error of the background at the peak centre", iunit),
+        "background_slope": ("background slope", f"({iunit}) / ({runit})"),
+        "residual": ("root-mean-square fit residual, sqrt(chi2 / (n - p))", iunit),
+    }
+    ds = xr.Dataset({name: field(name).assign_attrs(_attrs(*desc)) for name, desc in described.items()})
     ds["n_iter"] = field("n_iter").astype(np.int32).assign_attrs(
-        _attrs("Levenberg-Marquardt iterations", "1")
+        _attrs("Levenberg-Marquardt trial steps (all attempts)", "1")
     )
-    ds["status"] = status.astype(np.int8).assign_attrs(
+    ds["status"] = field("status").astype(np.int8).assign_attrs(
         long_name="fit status",
         units="1",
         flag_values=np.arange(len(STATUS), dtype=np.int8),
         flag_meanings=STATUS_MEANINGS,
     )
-    d = to_d_spacing(ds["position"], unit, wavelength_a)
-    if d is not None:
-        ds["d_spacing"] = d.assign_attrs(_attrs("d-spacing of the peak centre", "Angstrom"))
-        ds["d_spacing_error"] = (
-            _d_derivative(ds["position"], d, unit, wavelength_a) * ds["position_error"]
-        ).assign_attrs(_attrs("standard error of the d-spacing", "Angstrom"))
+    if to_d_spacing(1.0, unit, wavelength_a) is not None:
+        ds["d_spacing"] = field("d_spacing").assign_attrs(_attrs("d-spacing of the peak centre", "Angstrom"))
+        ds["d_spacing_error"] = field("d_spacing_error").assign_attrs(
+            _attrs("standard error of the d-spacing", "Angstrom"))
     else:
         warnings.warn(
             f"fit_peaks: no d_spacing: the radial unit {unit!r} does not convert to d"
@@ -602,6 +622,7 @@ def fit_peaks(
         "min_snr": float(min_snr),
         "min_points": int(min_points),
         "half_width": float(half_width) if half_width is not None else np.nan,
+        "weights": weights or "none",
     }
     for key in ("energy_kev", "source", "source_file"):
         if key in patterns.attrs and isinstance(patterns.attrs[key], (str, int, float)):
