@@ -19,6 +19,7 @@ Strategy (robust from a rough guess: distance within ~5-10 %, beam centre unknow
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -315,6 +316,7 @@ def calibrate(
     distance_tolerance: float = 0.12,
     center_search_px: float = 60.0,
     pts_per_deg: float = 1.0,
+    seed: int = 0,
     poni: str | os.PathLike | None = None,
     report: str | os.PathLike | None = None,
     figure: str | os.PathLike | None = None,
@@ -356,6 +358,9 @@ def calibrate(
         Half width of the centre search around ``beam_center_px``.
     pts_per_deg : float
         Control points per azimuthal degree and ring (pyFAI ``extract_cp``).
+    seed : int
+        Seed for pyFAI's random choice of control points, so the same image and guess
+        always give the same geometry (the caller's ``numpy.random`` state is restored).
     poni, report, figure : path, optional
         Write the PONI file, a text report and a diagnostic PNG (image with fitted rings).
 
@@ -450,7 +455,8 @@ def calibrate(
     for stage, nrings in enumerate(stages + [n_target]):
         sg = SingleGeometry("calib", image=img, calibrant=cal, detector=det, geometry=geometry_cfg)
         sg.geometry_refinement.wavelength = wavelength_m
-        cp = sg.extract_cp(max_rings=nrings, pts_per_deg=pts_per_deg)
+        with _seeded_global_rng(seed + stage):  # pyFAI's massif shuffles with numpy.random
+            cp = sg.extract_cp(max_rings=nrings, pts_per_deg=pts_per_deg)
         data = np.asarray(cp.getList(), dtype=np.float64).reshape(-1, 3)
         if len(data) < 6:
             raise RuntimeError(
@@ -499,6 +505,17 @@ def calibrate(
         with atomic_output(figure, lock=False) as tmp:
             fig.savefig(tmp, format=Path(figure).suffix.lstrip(".") or "png", dpi=100)
     return result
+
+
+@contextlib.contextmanager
+def _seeded_global_rng(seed: int):
+    """Run a block with ``numpy.random`` seeded, then give the caller its state back."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def _residuals_px(gr, data, tth_rings, pixel):

@@ -43,7 +43,7 @@ def calibration_figure(image, result, *, max_rings: int | None = None, figsize=(
     if geom.orientation == "flipud":
         img = np.flipud(img)
     ai = geom.to_pyfai()
-    ttha = np.degrees(ai.twoThetaArray(img.shape))
+    ttha = np.degrees(ai.center_array(img.shape, unit="2th_rad"))
     fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
