@@ -47,7 +47,214 @@ def _cmd_ingest(args) -> int:
     return 0
 
 
-_COMMANDS = [_add_ingest]
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run a whole reduction from a TOML config",
+                       description="Run ingest -> calibrate -> integrate -> fit -> strain -> write "
+                                   "from one config file (see workflows/tensile_test.toml).")
+    p.add_argument("config", type=Path, help="workflow TOML file")
+    p.add_argument("--scheduler", help="override [compute] scheduler: local, threads, "
+                                       "synchronous, processes or tcp://host:port")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args) -> int:
+    from .workflow import load_config, run_workflow
+
+    overrides = {"compute": {"scheduler": args.scheduler}} if args.scheduler else None
+    run_workflow(load_config(args.config, overrides=overrides), progress=sys.stderr.isatty())
+    return 0
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the whole workflow on a synthetic Mg tensile test",
+                       description="Make a synthetic LaB6 image and Mg tensile test with known truth, "
+                                   "run the full workflow on them, and answer the notebook's questions.")
+    p.add_argument("--out", type=Path, default=Path("xrdflow-demo"), help="output folder (default xrdflow-demo)")
+    p.add_argument("--frames", type=int, default=60, help="frames of the tensile test (default 60)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=None,
+                   help="detector size in pixels (default the full 2048; smaller bins the same panel)")
+    p.add_argument("--scheduler", help="override the demo's local cluster (e.g. threads)")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    shape = (args.size, args.size) if args.size else None
+    run_demo(args.out, n_frames=args.frames, seed=args.seed, shape=shape, scheduler=args.scheduler,
+             progress=sys.stderr.isatty())
+    return 0
+
+
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="refine the detector geometry on a calibrant image",
+                       description="Automatic, headless calibration from a rough guess: rings found "
+                                   "and assigned, six geometry parameters refined.")
+    p.add_argument("image", type=Path, help="calibrant image (any format fabio reads)")
+    p.add_argument("calibrant", help="calibrant name (LaB6, CeO2, Si...) or a .D file")
+    p.add_argument("--energy", dest="energy_kev", type=float, required=True, help="X-ray energy in keV")
+    p.add_argument("--detector", required=True, help="pyFAI detector name (e.g. Perkin, Pilatus1M)")
+    p.add_argument("--distance-mm", type=float, required=True, help="rough sample-detector distance")
+    p.add_argument("--center", nargs=2, type=float, metavar=("X", "Y"), help="rough beam centre (px)")
+    p.add_argument("--flipud", action="store_true", help="the geometry applies to the image flipped "
+                                                         "up-down (Dioptas convention)")
+    p.add_argument("--mask", help="mask file (fabio-readable; non-zero = masked)")
+    p.add_argument("--d-min", type=float, help="leave out calibrant rings below this d-spacing (A)")
+    p.add_argument("--max-rings", type=int, help="use at most this many rings")
+    p.add_argument("-o", "--poni", type=Path, required=True, help="PONI file to write")
+    p.add_argument("--report", type=Path, help="text report to write")
+    p.add_argument("--figure", type=Path, help="diagnostic figure to write (PNG/PDF)")
+    p.set_defaults(func=_cmd_calibrate)
+
+
+def _cmd_calibrate(args) -> int:
+    from . import calibrate
+
+    result = calibrate(str(args.image), args.calibrant, energy_kev=args.energy_kev, detector=args.detector,
+                       distance_mm=args.distance_mm, beam_center_px=tuple(args.center) if args.center else None,
+                       orientation="flipud" if args.flipud else "as_read", mask=args.mask,
+                       d_min=args.d_min, max_rings=args.max_rings, poni=args.poni, report=args.report,
+                       figure=args.figure)
+    print(result.report())
+    return 0
+
+
+def _sectors_arg(text: str | None):
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    if text.startswith("axial-transverse"):
+        from .integrate import sectors_around_axis
+
+        parts = text.split(":")[1:]
+        return sectors_around_axis(*(float(p) for p in parts))
+    raise argparse.ArgumentTypeError(f"--sectors: expected N or axial-transverse[:AXIS[:HALFWIDTH]], got {text!r}")
+
+
+def _add_integrate(sub) -> None:
+    p = sub.add_parser("integrate", help="azimuthally integrate a raw NeXus file into patterns",
+                       description="Integrate every frame of a raw NeXus file with pyFAI, in parallel, "
+                                   "and write the patterns as NXazint1d/NXazint2d.")
+    p.add_argument("raw", type=Path, help="raw NeXus file (from xrdflow ingest)")
+    p.add_argument("--poni", type=Path, required=True, help="geometry (PONI file)")
+    p.add_argument("--flipud", action="store_true", help="the PONI applies to the image flipped up-down")
+    p.add_argument("--npt", type=int, required=True, help="radial bins")
+    p.add_argument("--unit", default="q_nm^-1", help="radial unit (q_nm^-1, q_A^-1, 2th_deg, r_mm)")
+    p.add_argument("--range", nargs=2, type=float, metavar=("LOW", "HIGH"), help="radial range")
+    p.add_argument("--mask", help="mask file (fabio-readable; non-zero = masked)")
+    p.add_argument("--sectors", type=_sectors_arg, help="N equal sectors, or axial-transverse[:AXIS[:HALFWIDTH]]")
+    p.add_argument("--method", default="bbox,csr,cython", help="pyFAI method split,algorithm,implementation")
+    p.add_argument("--polarization", type=float, default=0.99, help="polarization factor (default 0.99)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="patterns file to write")
+    p.add_argument("--scheduler", default="threads", help="dask scheduler (threads, local, tcp://...)")
+    p.set_defaults(func=_cmd_integrate)
+
+
+def _cmd_integrate(args) -> int:
+    from . import Geometry, integrate, open_frames, write_patterns
+    from .cluster import ComputeConfig, compute_context
+
+    geometry = Geometry.from_poni(args.poni, orientation="flipud" if args.flipud else None)
+    patterns = integrate(open_frames(args.raw), geometry, npt=args.npt, unit=args.unit,
+                         radial_range=tuple(args.range) if args.range else None, mask=args.mask,
+                         azimuth_sectors=args.sectors, method=tuple(args.method.split(",")),
+                         polarization_factor=args.polarization)
+    with compute_context(ComputeConfig(scheduler=args.scheduler), echo=print):
+        write_patterns(patterns, args.output)
+    print(f"{args.output}: {patterns.sizes['frame']} frames x {patterns.shape[-1]} bins")
+    return 0
+
+
+def _add_fit(sub) -> None:
+    p = sub.add_parser("fit", help="fit Gaussian peaks to integrated patterns",
+                       description="Fit every peak of every pattern (from xrdflow integrate, or Dioptas "
+                                   ".xy / xrdfit .dat files) and write the result as NeXus.")
+    p.add_argument("patterns", nargs="+", help="patterns file (NXazint) or text patterns (.xy, .dat)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--phase", help="phase for --reflections (Mg, Ti-hcp, CeO2, a CIF...)")
+    src.add_argument("--centres", type=float, nargs="+", help="peak centres in the radial unit")
+    p.add_argument("--reflections", nargs="+", help="hkl of the reflections to fit (with --phase)")
+    p.add_argument("--half-width", type=float, help="half width of each window (radial unit)")
+    p.add_argument("--background", choices=["linear", "constant"], default="linear")
+    p.add_argument("--unit", help="radial unit of text patterns if their header does not say")
+    p.add_argument("--wavelength-a", type=float, help="wavelength (A) of text patterns in 2theta")
+    p.add_argument("--reference", default="first", help="strain reference: first or d0")
+    p.add_argument("-o", "--output", type=Path, required=True, help="result file (NeXus) to write")
+    p.set_defaults(func=_cmd_fit)
+
+
+def _cmd_fit(args) -> int:
+    from . import fit_peaks, lattice_strain, open_patterns, read_patterns, reflections, write_result
+
+    first = Path(args.patterns[0])
+    if len(args.patterns) == 1 and first.suffix in (".nxs", ".h5", ".hdf5", ".nx5"):
+        patterns = open_patterns(first)
+    else:
+        patterns = read_patterns(args.patterns if len(args.patterns) > 1 else args.patterns[0],
+                                 unit=args.unit, wavelength_a=args.wavelength_a)
+    if args.phase:
+        if not args.reflections:
+            raise ValueError("--reflections: give the hkl of the reflections to fit with --phase")
+        energy = patterns.attrs.get("energy_kev")
+        if energy is None:
+            raise ValueError("--wavelength-a: the patterns do not say their energy")
+        refl = reflections(args.phase, energy_kev=float(energy))
+        hkls = list(refl["hkl"].values)
+        missing = [h for h in args.reflections if h not in hkls]
+        if missing:
+            raise ValueError(f"--reflections: {', '.join(missing)} not reflections of {args.phase}")
+        peaks = refl.isel(reflection=[hkls.index(h) for h in args.reflections])
+    else:
+        if args.half_width is None:
+            raise ValueError("--half-width: needed with --centres")
+        peaks = args.centres
+    fits = fit_peaks(patterns, peaks, half_width=args.half_width, background=args.background)
+    result = lattice_strain(fits.compute(), reference=args.reference)
+    write_result(result, args.output)
+    status = result["status"].values
+    print(f"{args.output}: {status.size} fits, {int((status == 0).sum())} ok")
+    return 0
+
+
+def _add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="plan an experiment: reflections against energy",
+                       description="Bragg angles, reachability and transmission over an energy range; "
+                                   "prints the reachable reflections at one energy and writes the dataset.")
+    p.add_argument("phase", help="built-in phase name, or a CIF file")
+    p.add_argument("--energy", nargs=3, type=float, metavar=("LOW", "HIGH", "N"), required=True,
+                   help="energy range in keV and number of points")
+    p.add_argument("--at", type=float, help="energy (keV) for the printed table (default: the middle)")
+    p.add_argument("--thickness-mm", type=float, nargs="+", help="sample thickness(es) in mm")
+    p.add_argument("--two-theta-range", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                   help="2theta range the instrument reaches (deg)")
+    p.add_argument("--mount", nargs=2, metavar=("VERTICAL", "BEAM"),
+                   help="crystal directions along the goniometer axis and the beam, e.g. [0001] [2-1-10]")
+    p.add_argument("-o", "--output", type=Path, help="write the dataset (.nc or .nxs)")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args) -> int:
+    import numpy as np
+
+    from . import sweep
+    from .sweep import sweep_table, write_sweep
+
+    lo, hi, n = args.energy
+    if n != int(n) or n < 1:
+        raise ValueError(f"--energy: N must be a positive integer, got {n}")
+    mount = {"vertical": args.mount[0], "beam": args.mount[1]} if args.mount else None
+    ds = sweep(args.phase, energy_kev=np.linspace(lo, hi, int(n)), thickness_mm=args.thickness_mm,
+               two_theta_range=tuple(args.two_theta_range) if args.two_theta_range else None, mount=mount)
+    at = args.at if args.at is not None else (lo + hi) / 2
+    print(sweep_table(ds, at, thickness_mm=args.thickness_mm[0] if args.thickness_mm else None))
+    if args.output:
+        print(f"wrote {write_sweep(ds, args.output)}")
+    return 0
+
+
+_COMMANDS = [_add_demo, _add_run, _add_ingest, _add_calibrate, _add_integrate, _add_fit, _add_sweep]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,8 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
-                        format="%(levelname)s %(name)s: %(message)s")
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # dask.distributed logs every connection at INFO; only -vv shows that
+    logging.getLogger("distributed").setLevel(level if args.verbose >= 2 else logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -554,90 +554,115 @@ def write_patterns(patterns, path_or_h5group, *, entry: str = "entry", blocks_pe
             _write_entry(patterns, fh, entry, "NXentry", blocks_per_batch)
 
 
-def _write_entry(patterns, parent, entry_name: str, nx_class: str, blocks_per_batch: int) -> None:
-    import dask
-    import dask.array as da
+class PatternWriter:
+    """Write patterns into an NXazint1d/NXazint2d entry a few frames at a time.
 
-    from .nexus import nx_group, write_field, write_process
+    The layout (instrument, NXprocess ``reduction``, NXdata with an empty ``I``) is made
+    when the writer is created; :meth:`write` fills frames; :meth:`finish` adds the
+    coordinates. :func:`write_patterns` uses it, and so does a run that computes patterns
+    and peak fits together in one graph and streams both to disk.
+    """
 
-    da_ = patterns
-    attrs = dict(da_.attrs)
-    frame_dim = da_.dims[0] if da_.ndim >= 2 else None
-    radial_dim = da_.dims[-1]
-    has_azimuth = da_.ndim == 3
-    unit = attrs.get("radial_unit", "q_nm^-1")
-    nx_long = RADIAL_UNITS.get(unit, (None, None, None, radial_dim))[3]
-    definition = "NXazint2d" if has_azimuth else "NXazint1d"
+    def __init__(self, patterns, parent, entry_name: str = "entry", nx_class: str = "NXentry"):
+        from .nexus import nx_group, write_field, write_process
 
-    entry = nx_group(parent, entry_name, nx_class, default="data")
-    write_field(entry, "definition", definition)
-    write_field(entry, "solid_angle_applied", bool(attrs.get("correct_solid_angle", 0)))
-    write_field(entry, "polarization_applied", bool(attrs.get("polarization_applied", 0)))
-    write_field(entry, "normalization_applied", True)
-    inst = nx_group(entry, "instrument", "NXinstrument")
-    write_field(inst, "name", str(attrs.get("instrument", "unknown")))
-    mono = nx_group(inst, "monochromator", "NXmonochromator")
-    if "wavelength_a" in attrs:
-        write_field(mono, "wavelength", float(attrs["wavelength_a"]), units="angstrom")
-    if "energy_kev" in attrs:
-        write_field(mono, "energy", float(attrs["energy_kev"]), units="keV")
-    src = nx_group(inst, "source", "NXsource")
-    write_field(src, "name", str(attrs.get("facility", "unknown")))
-    write_field(src, "type", "Synchrotron X-ray Source")
-    write_field(src, "probe", "x-ray")
+        self.patterns = patterns
+        attrs = dict(patterns.attrs)
+        self.frame_dim = patterns.dims[0] if patterns.ndim >= 2 else None
+        self.radial_dim = patterns.dims[-1]
+        self.has_azimuth = patterns.ndim == 3
+        unit = attrs.get("radial_unit", "q_nm^-1")
+        self.nx_long = RADIAL_UNITS.get(unit, (None, None, None, self.radial_dim))[3]
+        definition = "NXazint2d" if self.has_azimuth else "NXazint1d"
 
-    params = {k: _jsonable(v) for k, v in attrs.items()
-              if isinstance(_jsonable(v), (str, int, float, bool))}
-    proc = write_process(entry, "reduction", parameters=params,
-                         note="xrdflow.integrate: pyFAI integrate1d per frame "
-                              "(per azimuthal sector for NXazint2d)")
-    write_field(proc, "reference",
-                "pyFAI: Kieffer & Karkoulis, J. Phys.: Conf. Ser. 425 (2013) 202012; "
-                "Ashiotis et al., J. Appl. Cryst. 48 (2015) 510")
+        entry = nx_group(parent, entry_name, nx_class, default="data")
+        write_field(entry, "definition", definition)
+        write_field(entry, "solid_angle_applied", bool(attrs.get("correct_solid_angle", 0)))
+        write_field(entry, "polarization_applied", bool(attrs.get("polarization_applied", 0)))
+        write_field(entry, "normalization_applied", True)
+        inst = nx_group(entry, "instrument", "NXinstrument")
+        write_field(inst, "name", str(attrs.get("instrument", "unknown")))
+        mono = nx_group(inst, "monochromator", "NXmonochromator")
+        if "wavelength_a" in attrs:
+            write_field(mono, "wavelength", float(attrs["wavelength_a"]), units="angstrom")
+        if "energy_kev" in attrs:
+            write_field(mono, "energy", float(attrs["energy_kev"]), units="keV")
+        src = nx_group(inst, "source", "NXsource")
+        write_field(src, "name", str(attrs.get("facility", "unknown")))
+        write_field(src, "type", "Synchrotron X-ray Source")
+        write_field(src, "probe", "x-ray")
 
-    data = nx_group(entry, "data", "NXdata", signal="I")
-    data.attrs["interpretation"] = "image" if has_azimuth else "spectrum"
-    data.attrs["axes"] = (["."] + (["azimuthal_axis"] if has_azimuth else []) + ["radial_axis"]
-                          if frame_dim else ["radial_axis"])
-    data.attrs["xrdflow_name"] = json.dumps(da_.name)
-    data.attrs["xrdflow_dims"] = json.dumps(list(da_.dims))
-    data.attrs["xrdflow_attrs"] = json.dumps({k: _jsonable(v) for k, v in attrs.items()})
+        params = {k: _jsonable(v) for k, v in attrs.items()
+                  if isinstance(_jsonable(v), (str, int, float, bool))}
+        proc = write_process(entry, "reduction", parameters=params,
+                             note="xrdflow.integrate: pyFAI integrate1d per frame "
+                                  "(per azimuthal sector for NXazint2d)")
+        write_field(proc, "reference",
+                    "pyFAI: Kieffer & Karkoulis, J. Phys.: Conf. Ser. 425 (2013) 202012; "
+                    "Ashiotis et al., J. Appl. Cryst. 48 (2015) 510")
 
-    shape = tuple(int(s) for s in da_.shape)
-    if "I" in data:
-        del data["I"]
-    chunks = (1,) + shape[1:] if frame_dim and shape[0] > 0 else None
-    dset = data.create_dataset("I", shape=shape, dtype=da_.dtype, chunks=chunks,
-                               compression="gzip" if chunks else None)
-    dset.attrs["long_name"] = "intensity"
-    dset.attrs["units"] = "arbitrary units"
-    arr = da_.data
-    if isinstance(arr, da.Array) and frame_dim:
-        offsets = np.concatenate([[0], np.cumsum(arr.chunks[0])])
-        nblocks = len(arr.chunks[0])
-        for start in range(0, nblocks, max(1, blocks_per_batch)):
-            stop = min(nblocks, start + max(1, blocks_per_batch))
-            values = dask.compute(*[arr.blocks[b] for b in range(start, stop)])
-            for b, val in zip(range(start, stop), values):
-                dset[offsets[b]:offsets[b + 1]] = val
-    else:
-        dset[...] = np.asarray(da_.values)
+        data = nx_group(entry, "data", "NXdata", signal="I")
+        data.attrs["interpretation"] = "image" if self.has_azimuth else "spectrum"
+        data.attrs["axes"] = (["."] + (["azimuthal_axis"] if self.has_azimuth else []) + ["radial_axis"]
+                              if self.frame_dim else ["radial_axis"])
+        data.attrs["xrdflow_name"] = json.dumps(patterns.name)
+        data.attrs["xrdflow_dims"] = json.dumps(list(patterns.dims))
+        data.attrs["xrdflow_attrs"] = json.dumps({k: _jsonable(v) for k, v in attrs.items()})
 
-    for name, coord in da_.coords.items():
-        if name == radial_dim:
-            field = "radial_axis"
-            nx_attrs = {"long_name": nx_long, "units": coord.attrs.get("units", "")}
-        elif has_azimuth and name == "azimuth":
-            field = "azimuthal_axis"
-            nx_attrs = {"long_name": "azimuthal bin center", "units": "deg"}
+        shape = tuple(int(s) for s in patterns.shape)
+        if "I" in data:
+            del data["I"]
+        chunks = (1,) + shape[1:] if self.frame_dim and shape[0] > 0 else None
+        self.dset = data.create_dataset("I", shape=shape, dtype=patterns.dtype, chunks=chunks,
+                                        compression="gzip" if chunks else None)
+        self.dset.attrs["long_name"] = "intensity"
+        self.dset.attrs["units"] = "arbitrary units"
+        self.data = data
+
+    def write(self, frames: slice, values) -> None:
+        """Store computed patterns for the frames ``frames`` (positions along the frame dim)."""
+        self.dset[frames] = values
+
+    def write_all(self, blocks_per_batch: int = 8) -> None:
+        """Compute the patterns a few dask blocks at a time and store them."""
+        import dask
+        import dask.array as da
+
+        arr = self.patterns.data
+        if isinstance(arr, da.Array) and self.frame_dim:
+            offsets = np.concatenate([[0], np.cumsum(arr.chunks[0])])
+            nblocks = len(arr.chunks[0])
+            for start in range(0, nblocks, max(1, blocks_per_batch)):
+                stop = min(nblocks, start + max(1, blocks_per_batch))
+                values = dask.compute(*[arr.blocks[b] for b in range(start, stop)])
+                for b, val in zip(range(start, stop), values):
+                    self.write(slice(offsets[b], offsets[b + 1]), val)
         else:
-            field = name
-            nx_attrs = {}
-            for key in ("units", "long_name"):
-                if key in coord.attrs:
-                    nx_attrs[key] = coord.attrs[key]
-        dset_c = _write_var_field(data, field, coord.variable, nx_attrs)
-        dset_c.attrs["xrdflow_name"] = name
+            self.dset[...] = np.asarray(self.patterns.values)
+
+    def finish(self) -> None:
+        """Write the coordinates (radial and azimuthal axes, per-frame fields)."""
+        for name, coord in self.patterns.coords.items():
+            if name == self.radial_dim:
+                field = "radial_axis"
+                nx_attrs = {"long_name": self.nx_long, "units": coord.attrs.get("units", "")}
+            elif self.has_azimuth and name == "azimuth":
+                field = "azimuthal_axis"
+                nx_attrs = {"long_name": "azimuthal bin center", "units": "deg"}
+            else:
+                field = name
+                nx_attrs = {}
+                for key in ("units", "long_name"):
+                    if key in coord.attrs:
+                        nx_attrs[key] = coord.attrs[key]
+            dset_c = _write_var_field(self.data, field, coord.variable, nx_attrs)
+            dset_c.attrs["xrdflow_name"] = name
+
+
+def _write_entry(patterns, parent, entry_name: str, nx_class: str, blocks_per_batch: int) -> None:
+    writer = PatternWriter(patterns, parent, entry_name, nx_class)
+    writer.write_all(blocks_per_batch)
+    writer.finish()
 
 
 def open_patterns(path, *, entry: str = "entry"):
