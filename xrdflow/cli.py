@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -274,13 +275,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    # dask.distributed logs every connection at INFO; only -vv shows that
+    # dask.distributed logs every connection at INFO; only -vv shows that. silx (under
+    # pyFAI) warns on every start that the optional pyopencl is missing; we never use it.
     logging.getLogger("distributed").setLevel(level if args.verbose >= 2 else logging.WARNING)
+    logging.getLogger("silx.opencl").setLevel(level if args.verbose >= 2 else logging.ERROR)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("xrdflow: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
         if args.verbose:
             raise
