@@ -290,3 +290,34 @@ def test_iterations_are_few_and_degenerate_windows_have_a_status():
     out = _fit(tail[None, None, :].astype(float), np.array([0]), np.array([101]), x=x)
     assert out[0, 0, 0, K.F_STATUS] in (K.PEAK_AT_EDGE, K.NO_PEAK)
     assert out[0, 0, 0, K.F_NITER] < 100
+
+
+_FIT_SCRIPT = """
+import sys, numpy as np, xarray as xr
+from xrdflow.peaks import fit_peaks
+rng = np.random.default_rng(0)
+q = np.linspace(20, 30, 2001)
+c = 25.02 + rng.normal(0, 0.01, (40, 1))
+y = rng.poisson(50 + 1000 * np.exp(-((q[None, :] - c) ** 2) / (2 * 0.05**2))).astype(float)
+pat = xr.DataArray(y, dims=("frame", "q"), coords={"q": q}, attrs={"radial_unit": "q_nm^-1"})
+f = fit_peaks(pat, {"p": 25.0}, half_width=0.3)
+np.save(sys.argv[1], np.stack([f[v].values for v in f.data_vars if f[v].dtype.kind == "f"]))
+"""
+
+
+@pytest.mark.slow
+def test_fresh_and_cached_kernels_give_identical_bits(tmp_path):
+    """A threaded run compiles the kernels in-process; distributed workers load them from
+    numba's cache. Both must produce the same bits (they did not with fastmath reassoc)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    script = tmp_path / "fit.py"
+    script.write_text(_FIT_SCRIPT)
+    for name in ("fresh", "cached"):
+        subprocess.run([sys.executable, str(script), str(tmp_path / f"{name}.npy")], env=env, check=True,
+                       capture_output=True)
+    assert any((tmp_path / "numba-cache").rglob("*.nbc")), "the first run wrote no cache"
+    np.testing.assert_array_equal(np.load(tmp_path / "fresh.npy"), np.load(tmp_path / "cached.npy"))

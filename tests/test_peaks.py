@@ -270,3 +270,23 @@ def test_fits_compute_together_with_their_patterns(naz):
     np.testing.assert_array_equal(values, pat.values)
     xr.testing.assert_identical(computed, fits.compute())
     assert (computed["status"] == 0).all()
+
+
+def test_bit_identical_whatever_the_array_flavour():
+    """Threads see read-only coords and float32 patterns; distributed workers get writable,
+    unpickled copies. numba compiles one specialization per flavour, and under fastmath
+    two specializations may round differently: fit_peaks must not depend on it."""
+    pat, _ = _patterns(nframe=4, naz=2, use_dask=False)
+    refl = _reflections()
+    reference = fit_peaks(pat, refl, half_width=0.4)
+    q = pat["q"].values.copy()
+    q.flags.writeable = True
+    variants = [
+        pat.astype(np.float32).astype(np.float64),  # same numbers via another dtype path
+        pat.assign_coords(q=("q", q, pat["q"].attrs)),  # writable coordinate
+        pat.chunk({"frame": 1}),
+    ]
+    for variant in variants:
+        other = fit_peaks(variant, refl, half_width=0.4).compute()
+        for name in reference.data_vars:
+            np.testing.assert_array_equal(other[name].values, reference[name].values, err_msg=name)

@@ -356,9 +356,13 @@ def _fit_block(y, *, x, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_sn
         y3 = y.reshape(1, 1, shape[0])
     else:
         y3 = y.reshape(shape[0], -1, shape[-1])
-    if y3.dtype not in (np.float32, np.float64):
-        y3 = y3.astype(np.float64)
-    y3 = np.ascontiguousarray(y3)
+    # One argument type for every caller (numba compiles one specialization per type:
+    # read-only or not, float32 or float64): one compilation per process, and the same
+    # machine code whether the block came from a thread, a process or a distributed worker.
+    y3 = np.array(y3, dtype=np.float64, order="C")
+    x = np.array(x, dtype=np.float64, order="C")
+    lo = np.array(lo, dtype=np.int64, order="C")
+    hi = np.array(hi, dtype=np.int64, order="C")
     raw = np.empty(y3.shape[:2] + (lo.shape[0], K.NFIELD))
     K.fit_batch(x, y3, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, min_points, raw,
                 poisson)
