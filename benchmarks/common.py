@@ -37,6 +37,9 @@ def write_tiff_series(folder: Path, frames: np.ndarray, prefix: str = "frame_") 
 
 
 def warm_page_cache(paths) -> None:
+    """Flush pending writes (so write-back does not run during timing), then read every file
+    once so it is served from the page cache."""
+    os.sync()
     for p in paths:
         Path(p).read_bytes()
 

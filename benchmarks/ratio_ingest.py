@@ -19,15 +19,36 @@ if __package__ in (None, ""):
 from benchmarks.common import best_of, cpu_count, realistic_frames, report, warm_page_cache, write_tiff_series
 
 
-def baseline(paths, out: Path, shape, dtype) -> None:
-    """The notebook way: fabio.open(...).data, then h5py with the same bitshuffle-LZ4 filter."""
+def baseline(paths, out: Path, shape, dtype, compression: str) -> None:
+    """The notebook way: fabio.open(...).data, then h5py with the same compression."""
     import fabio
 
+    kwargs = dict(hdf5plugin.Bitshuffle(cname="lz4")) if compression == "bitshuffle" else {}
     with h5py.File(out, "w") as f:
-        ds = f.create_dataset("data", shape=(len(paths), *shape), dtype=dtype, chunks=(1, *shape),
-                              **hdf5plugin.Bitshuffle(cname="lz4"))
+        ds = f.create_dataset("data", shape=(len(paths), *shape), dtype=dtype, chunks=(1, *shape), **kwargs)
         for i, p in enumerate(paths):
             ds[i] = fabio.open(str(p)).data
+
+
+def cpu_cost_ms(frame: np.ndarray) -> dict[str, float]:
+    """Single-thread CPU cost per frame of the two steps ingest cannot skip."""
+    import hashlib
+    import time
+
+    import bitshuffle
+    from threadpoolctl import threadpool_limits
+
+    blob = frame.tobytes()
+    out = {}
+    with threadpool_limits(1, user_api="openmp"):
+        for name, fn in (("sha256", lambda: hashlib.sha256(blob).digest()),
+                         ("bitshuffle-lz4", lambda: bitshuffle.compress_lz4(frame.reshape(-1), 4096))):
+            fn()
+            t0 = time.perf_counter()
+            for _ in range(10):
+                fn()
+            out[name] = (time.perf_counter() - t0) / 10 * 1e3
+    return out
 
 
 def main(n_frames: int = 120) -> None:
@@ -39,10 +60,17 @@ def main(n_frames: int = 120) -> None:
         paths = write_tiff_series(tmp / "src", frames)
         warm_page_cache(paths)
         shape, dtype = frames.shape[1:], frames.dtype
-        t_base = best_of(lambda: baseline(paths, tmp / "base.h5", shape, dtype), repeat=2)
-        t_ours = best_of(lambda: xrdflow.ingest(paths, tmp / "ours.nxs", energy_kev=87.1, overwrite=True), repeat=2)
-        print(f"   {n_frames} frames {shape[0]}x{shape[1]} {dtype}, bitshuffle-LZ4, page cache, {cpu_count()} cores")
-        report("ingest frames/s", n_frames / t_ours, n_frames / t_base, "frames/s", "fabio+h5py")
+        print(f"   {n_frames} frames {shape[0]}x{shape[1]} {dtype}, page cache, {cpu_count()} cores")
+        for compression in ("bitshuffle", "none"):
+            t_base = best_of(lambda: baseline(paths, tmp / "base.h5", shape, dtype, compression), repeat=2)
+            t_ours = best_of(lambda: xrdflow.ingest(paths, tmp / "ours.nxs", energy_kev=87.1,
+                                                    compression=compression, overwrite=True), repeat=2)
+            report(f"ingest {compression} frames/s", n_frames / t_ours, n_frames / t_base, "frames/s",
+                   "fabio+h5py")
+        costs = cpu_cost_ms(frames[0])
+        floor = sum(costs.values())
+        print("   CPU per frame, one thread: " + ", ".join(f"{k} {v:.1f} ms" for k, v in costs.items())
+              + f" -> at most {1e3 * cpu_count() / floor:.0f} frames/s with bitshuffle on {cpu_count()} cores")
 
 
 if __name__ == "__main__":

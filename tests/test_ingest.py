@@ -98,7 +98,7 @@ def test_strain_log_matched_by_frame_number_and_order(small_frames, tmp_path):
     [
         ("missing", "missing"),
         ("garbage", "unreadable"),
-        ("truncated", "unreadable"),
+        ("truncated", "truncated"),
         ("empty", "empty file"),
         ("shape", "wrong shape"),
         ("dtype", "wrong dtype"),

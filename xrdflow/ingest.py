@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import struct
+import threading
 import time
 import warnings
 import zlib
@@ -144,15 +145,46 @@ def frame_numbers(paths: Sequence[Path]) -> np.ndarray:
 # --------------------------------------------------------------------------- reading
 
 
-def _decode(path: Path, blob: bytes) -> np.ndarray:
-    """Decode one single-frame detector file held in memory."""
+def _tiff_pixels(path: Path, blob) -> np.ndarray | None:
+    """The pixels of a plain single-page TIFF as a view of ``blob``, or None.
+
+    tifffile reads only the header (from the file, in the page cache) and says where the
+    uncompressed pixels lie; the pixels are then the bytes already read, with no copy.
+    """
+    import tifffile
+
+    with tifffile.TiffFile(str(path)) as tif:
+        if len(tif.pages) != 1:
+            return None
+        page = tif.pages[0]
+        if not (page.is_contiguous and page.compression == 1 and page.predictor == 1
+                and page.fillorder == 1 and page.bitspersample == 8 * page.dtype.itemsize):
+            return None
+        start, nbytes = int(page.dataoffsets[0]), int(sum(page.databytecounts))
+        dtype = page.dtype.newbyteorder(tif.byteorder)
+        shape = page.shape
+    if start + nbytes > len(blob) or nbytes != int(np.prod(shape)) * dtype.itemsize:
+        raise BadFrameError(path, f"truncated ({len(blob)} bytes, the TIFF header says {start + nbytes})")
+    return np.frombuffer(blob, dtype=dtype, count=int(np.prod(shape)), offset=start).reshape(shape)
+
+
+def _decode(path: Path, blob) -> np.ndarray:
+    """Decode one single-frame detector file held in memory (``blob``: bytes-like).
+
+    The result may be a view of ``blob``: use it before ``blob`` is reused.
+    """
     if path.suffix.lower() in _TIFF:
         try:
+            data = _tiff_pixels(path, blob)
+            if data is not None:
+                return data
             import tifffile
 
-            with tifffile.TiffFile(io.BytesIO(blob)) as tif:
+            with tifffile.TiffFile(io.BytesIO(bytes(blob))) as tif:
                 if len(tif.pages) == 1:
                     return tif.pages[0].asarray()
+        except BadFrameError:
+            raise
         except Exception:  # odd TIFF flavours: fabio knows more detector variants
             pass
     import fabio
@@ -172,6 +204,26 @@ def _decode(path: Path, blob: bytes) -> np.ndarray:
     if data is None:
         raise BadFrameError(path, "unreadable (no image data: truncated or not a detector file)")
     return np.asarray(data)
+
+
+_local = threading.local()
+
+
+def _read_file(path: Path) -> memoryview:
+    """The whole file, read into this thread's reusable buffer (no fresh 8 MB per frame)."""
+    with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        buf = getattr(_local, "buffer", None)
+        if buf is None or len(buf) < size:
+            buf = _local.buffer = bytearray(size)
+        view = memoryview(buf)[:size]
+        n = fh.readinto(view)
+        while n < size:  # a short read is legal; keep going until the end of the file
+            got = fh.readinto(view[n:])
+            if not got:
+                break
+            n += got
+    return view[:n]
 
 
 def _stat(path: Path) -> tuple[int, int]:
@@ -219,7 +271,7 @@ def _read_one(frame: _Frame, shape, dtype, compression: str) -> _Frame:
     try:
         frame.stat = _stat(frame.path)
         try:
-            blob = frame.path.read_bytes()
+            blob = _read_file(frame.path)
         except FileNotFoundError:
             raise BadFrameError(frame.path, "missing (no such file)") from None
         except OSError as exc:
@@ -227,8 +279,7 @@ def _read_one(frame: _Frame, shape, dtype, compression: str) -> _Frame:
         if not blob:
             raise BadFrameError(frame.path, "empty file")
         frame.sha256 = hashlib.sha256(blob).hexdigest()
-        data = _decode(frame.path, blob)
-        del blob
+        data = _decode(frame.path, blob)  # may be a view of this thread's buffer
         if data.ndim != 2:
             raise BadFrameError(frame.path, f"not a 2D frame (shape {data.shape})")
         if shape is not None and data.shape != tuple(shape):
@@ -556,11 +607,33 @@ def _update_log(f: h5py.File, log_fields: dict[str, np.ndarray]) -> None:
         write_field(sample, name, values, units=_units_of(name), long_name=name.replace("_", " "))
 
 
+class _Records:
+    """Per-frame records (checksum, CRC, validity, error, source stat) kept in memory and
+    written to the file together: one h5py call per field and flush, not five per frame."""
+
+    FIELDS = ("source_sha256", "chunk_crc32", "frame_valid", "frame_error", "source_stat")
+
+    def __init__(self, det):
+        self.det = det
+        self.values = {k: det[k][()] for k in self.FIELDS}
+        for k in ("source_sha256", "frame_error"):
+            self.values[k] = np.asarray(
+                [v.decode() if isinstance(v, bytes) else v for v in self.values[k]], dtype=object)
+
+    def set(self, i: int, *, sha256: str, crc32: int = 0, valid: bool, error: str = "", stat=(-1, -1)):
+        v = self.values
+        v["source_sha256"][i], v["chunk_crc32"][i], v["frame_valid"][i] = sha256, crc32, valid
+        v["frame_error"][i], v["source_stat"][i] = error, stat
+
+    def write(self) -> None:
+        for k in self.FIELDS:
+            self.det[k][...] = self.values[k]
+
+
 def _write_frames(f, paths, done, shape, dtype, compression, skip_bad, workers, report, progress):
     det = f["entry/instrument/detector"]
     data = det["data"]
-    sha_ds, crc_ds, valid_ds, err_ds, stat_ds = (
-        det[k] for k in ("source_sha256", "chunk_crc32", "frame_valid", "frame_error", "source_stat"))
+    records = _Records(det)
     todo = []
     for i, path in enumerate(paths):
         if path.name in done:
@@ -574,43 +647,41 @@ def _write_frames(f, paths, done, shape, dtype, compression, skip_bad, workers, 
 
         bar = tqdm(total=len(todo), unit="frame", desc="ingest")
     last_flush = time.monotonic()
-    with ThreadPoolExecutor(workers, thread_name_prefix="xrdflow-ingest",
-                            initializer=_single_threaded_codecs) as pool:
-        pending: deque = deque()
-        it = iter(todo)
-        for frame in it:  # bounded look-ahead keeps memory flat
-            pending.append(pool.submit(_read_one, frame, shape, dtype, compression))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            frame = pending.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(_read_one, nxt, shape, dtype, compression))
-            i = frame.index
-            if frame.error is not None:
-                if not skip_bad:
-                    for fut in pending:
-                        fut.cancel()
-                    raise BadFrameError(frame.path, frame.error)
-                log.warning("bad frame %s: %s", frame.path, frame.error)
-                report.bad.append((frame.path.name, frame.error))
-                valid_ds[i] = False
-                err_ds[i] = frame.error
-                sha_ds[i] = frame.sha256
-            else:
-                data.id.write_direct_chunk((i, 0, 0), frame.chunk)
-                sha_ds[i] = frame.sha256
-                crc_ds[i] = frame.crc32
-                stat_ds[i] = frame.stat
-                err_ds[i] = ""
-                valid_ds[i] = True
-                report.n_written += 1
-            if bar is not None:
-                bar.update(1)
-            now = time.monotonic()
-            if now - last_flush > _FLUSH_EVERY_S:
-                f.flush()
-                last_flush = now
-    if bar is not None:
-        bar.close()
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="xrdflow-ingest",
+                                initializer=_single_threaded_codecs) as pool:
+            pending: deque = deque()
+            it = iter(todo)
+            for frame in it:  # bounded look-ahead keeps memory flat
+                pending.append(pool.submit(_read_one, frame, shape, dtype, compression))
+                if len(pending) >= 2 * workers:
+                    break
+            while pending:
+                frame = pending.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(_read_one, nxt, shape, dtype, compression))
+                i = frame.index
+                if frame.error is not None:
+                    if not skip_bad:
+                        for fut in pending:
+                            fut.cancel()
+                        raise BadFrameError(frame.path, frame.error)
+                    log.warning("bad frame %s: %s", frame.path, frame.error)
+                    report.bad.append((frame.path.name, frame.error))
+                    records.set(i, sha256=frame.sha256, valid=False, error=frame.error)
+                else:
+                    data.id.write_direct_chunk((i, 0, 0), frame.chunk)
+                    records.set(i, sha256=frame.sha256, crc32=frame.crc32, valid=True, stat=frame.stat)
+                    report.n_written += 1
+                if bar is not None:
+                    bar.update(1)
+                now = time.monotonic()
+                if now - last_flush > _FLUSH_EVERY_S:
+                    records.write()
+                    f.flush()
+                    last_flush = now
+    finally:  # what was stored stays usable for a resume, whatever stopped the loop
+        records.write()
+        if bar is not None:
+            bar.close()
