@@ -224,15 +224,20 @@ def _integrate_block(block, mask=None, *, geometry: Geometry, opts: dict[str, An
     out = np.empty((n, nsec, npt) if nsec else (n, npt), dtype=out_dtype)
     shape = block.shape[1:]
     flip = geometry.orientation == "flipud"
-    for i in range(n):
-        img = np.flipud(block[i]) if flip else block[i]
-        if nsec:
-            for j, sec in enumerate(sectors):
-                ai = _sector_integrator(geometry, sec, shape, opts, mask)
-                out[i, j] = _integrate_frame(ai, img, opts, mask, (sec["lo"], sec["hi"])).intensity
-        else:
-            ai = cached_integrator(geometry)
-            out[i] = _integrate_frame(ai, img, opts, mask, None).intensity
+    # One level of parallelism: dask runs blocks in parallel, so pyFAI's own OpenMP loops run
+    # on one thread here (two levels oversubscribe the cores; same results either way).
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="openmp"):
+        for i in range(n):
+            img = np.flipud(block[i]) if flip else block[i]
+            if nsec:
+                for j, sec in enumerate(sectors):
+                    ai = _sector_integrator(geometry, sec, shape, opts, mask)
+                    out[i, j] = _integrate_frame(ai, img, opts, mask, (sec["lo"], sec["hi"])).intensity
+            else:
+                ai = cached_integrator(geometry)
+                out[i] = _integrate_frame(ai, img, opts, mask, None).intensity
     return out
 
 
