@@ -245,6 +245,8 @@ def _cmd_sweep(args) -> int:
     lo, hi, n = args.energy
     if n != int(n) or n < 1:
         raise ValueError(f"--energy: N must be a positive integer, got {n}")
+    if not 0 < lo < hi:
+        raise ValueError(f"--energy: need 0 < LOW < HIGH (keV), got {lo:g} {hi:g}")
     mount = {"vertical": args.mount[0], "beam": args.mount[1]} if args.mount else None
     ds = sweep(args.phase, energy_kev=np.linspace(lo, hi, int(n)), thickness_mm=args.thickness_mm,
                two_theta_range=tuple(args.two_theta_range) if args.two_theta_range else None, mount=mount)
@@ -291,6 +293,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"xrdflow {args.command}: error: {exc}", file=sys.stderr)
+        from .nexus import _disk_full
+
+        if _disk_full(exc):
+            # HDF5 cannot close a file whose last write failed, and freeing its ids later
+            # crashes the interpreter (h5py#914, #1775, #2160). The error is reported and
+            # the partial file handled (removed, or kept for a resume); leave at once.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_FAILED)
         return EXIT_FAILED
 
 

@@ -243,6 +243,44 @@ class _Frame:
     crc32: int = 0
     stat: tuple[int, int] = (-1, -1)
     error: str | None = None
+    pixels: tuple[int, int, int] = (0, 0, 0)  # saturated, non-finite, negative pixel counts
+
+
+#: per-frame pixel counts recorded by ingest (NXdetector fields, coords of open_frames)
+PIXEL_FLAGS = ("n_saturated", "n_nonfinite", "n_negative")
+
+
+def pixel_check(data: np.ndarray) -> tuple[tuple[int, int, int], str | None]:
+    """Counts of suspicious pixels in one frame, and why the frame is unusable (or None).
+
+    Returns ``((n_saturated, n_nonfinite, n_negative), reason)``. Saturated means at the
+    largest value of an integer dtype (a clipped pixel). A frame is unusable (``reason``
+    set) when it holds no information: every pixel zero, every pixel non-finite (NaN/inf),
+    or every pixel saturated. A frame with only some such pixels is kept bit-exact and
+    flagged by the counts, which travel with the frame into the patterns and the result.
+    """
+    size = data.size
+    n_sat = n_nonfinite = n_neg = 0
+    if data.dtype.kind == "f":
+        finite = np.isfinite(data)
+        n_nonfinite = size - int(np.count_nonzero(finite))
+        if n_nonfinite == size:
+            return (0, n_nonfinite, 0), "no finite pixel (every pixel NaN or inf)"
+        values = data[finite] if n_nonfinite else data
+        lo, hi = values.min(), values.max()
+    elif data.dtype.kind in "iu":
+        lo, hi = data.min(), data.max()
+        if hi == np.iinfo(data.dtype).max:
+            n_sat = int(np.count_nonzero(data == hi))
+            if n_sat == size:
+                return (n_sat, 0, 0), f"every pixel saturated (at {hi}, the largest {data.dtype})"
+    else:
+        return (0, 0, 0), None
+    if lo < 0:
+        n_neg = int(np.count_nonzero(data < 0))
+    if lo == 0 and hi == 0:
+        return (n_sat, n_nonfinite, n_neg), "all-zero frame (no signal)"
+    return (n_sat, n_nonfinite, n_neg), None
 
 
 def _compress(data: np.ndarray, compression: str) -> bytes:
@@ -262,9 +300,10 @@ def _single_threaded_codecs() -> None:
     """One level of parallelism: our threads. bitshuffle's OpenMP would oversubscribe the cores
     (and spin against other processes), so each worker thread runs it on one thread."""
     import bitshuffle  # noqa: F401  load its OpenMP runtime first, so the limit applies to it
-    from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1, user_api="openmp")
+    from ._threads import limit_openmp_in_this_thread
+
+    limit_openmp_in_this_thread()
 
 
 def _read_one(frame: _Frame, shape, dtype, compression: str) -> _Frame:
@@ -286,6 +325,9 @@ def _read_one(frame: _Frame, shape, dtype, compression: str) -> _Frame:
             raise BadFrameError(frame.path, f"wrong shape {data.shape}, expected {tuple(shape)}")
         if dtype is not None and data.dtype != dtype:
             raise BadFrameError(frame.path, f"wrong dtype {data.dtype}, expected {dtype}")
+        frame.pixels, unusable = pixel_check(data)
+        if unusable:
+            raise BadFrameError(frame.path, unusable)
         frame.chunk = _compress(data.astype(data.dtype.newbyteorder("="), copy=False), compression)
         frame.crc32 = zlib.crc32(frame.chunk)
     except BadFrameError as exc:
@@ -400,6 +442,10 @@ def _create_layout(f: h5py.File, *, n, shape, dtype, compression, energy_kev, ti
                 long_name="frame stored and valid")
     write_field(det, "frame_error", np.asarray([""] * n, dtype=object),
                 long_name="why a frame is invalid (empty when valid)")
+    for name, what in zip(PIXEL_FLAGS, ("saturated (at the dtype's largest value)",
+                                        "non-finite (NaN or inf)", "negative")):
+        write_field(det, name, np.zeros(n, dtype=np.int64), units="1",
+                    long_name=f"number of {what} pixels in each frame")
     det.attrs["source_folder"] = os.fspath(Path(paths[0]).resolve().parent) if paths else ""
     sample = nx_group(entry, "sample", "NXsample")
     for name, values in log_fields.items():
@@ -423,6 +469,8 @@ def _existing_state(path: Path, paths: Sequence[Path], compression: str):
             names = [s.decode() if isinstance(s, bytes) else s for s in det["source_file"][()]]
             if names != [p.name for p in paths] or det.attrs.get("xrdflow_compression") != compression:
                 return None
+            if any(name not in det for name in PIXEL_FLAGS):
+                return None  # written by an older xrdflow: start over
             valid = det["frame_valid"][()]
             shas = [s.decode() if isinstance(s, bytes) else s for s in det["source_sha256"][()]]
             crcs = det["chunk_crc32"][()]
@@ -611,7 +659,7 @@ class _Records:
     """Per-frame records (checksum, CRC, validity, error, source stat) kept in memory and
     written to the file together: one h5py call per field and flush, not five per frame."""
 
-    FIELDS = ("source_sha256", "chunk_crc32", "frame_valid", "frame_error", "source_stat")
+    FIELDS = ("source_sha256", "chunk_crc32", "frame_valid", "frame_error", "source_stat", *PIXEL_FLAGS)
 
     def __init__(self, det):
         self.det = det
@@ -620,10 +668,13 @@ class _Records:
             self.values[k] = np.asarray(
                 [v.decode() if isinstance(v, bytes) else v for v in self.values[k]], dtype=object)
 
-    def set(self, i: int, *, sha256: str, crc32: int = 0, valid: bool, error: str = "", stat=(-1, -1)):
+    def set(self, i: int, *, sha256: str, crc32: int = 0, valid: bool, error: str = "", stat=(-1, -1),
+            pixels=(0, 0, 0)):
         v = self.values
         v["source_sha256"][i], v["chunk_crc32"][i], v["frame_valid"][i] = sha256, crc32, valid
         v["frame_error"][i], v["source_stat"][i] = error, stat
+        for name, count in zip(PIXEL_FLAGS, pixels):
+            v[name][i] = count
 
     def write(self) -> None:
         for k in self.FIELDS:
@@ -672,7 +723,8 @@ def _write_frames(f, paths, done, shape, dtype, compression, skip_bad, workers, 
                     records.set(i, sha256=frame.sha256, valid=False, error=frame.error)
                 else:
                     data.id.write_direct_chunk((i, 0, 0), frame.chunk)
-                    records.set(i, sha256=frame.sha256, crc32=frame.crc32, valid=True, stat=frame.stat)
+                    records.set(i, sha256=frame.sha256, crc32=frame.crc32, valid=True, stat=frame.stat,
+                                pixels=frame.pixels)
                     report.n_written += 1
                 if bar is not None:
                     bar.update(1)

@@ -226,9 +226,9 @@ def _integrate_block(block, mask=None, *, geometry: Geometry, opts: dict[str, An
     flip = geometry.orientation == "flipud"
     # One level of parallelism: dask runs blocks in parallel, so pyFAI's own OpenMP loops run
     # on one thread here (two levels oversubscribe the cores; same results either way).
-    from threadpoolctl import threadpool_limits
+    from ._threads import openmp_single_thread
 
-    with threadpool_limits(1, user_api="openmp"):
+    with openmp_single_thread():
         for i in range(n):
             img = np.flipud(block[i]) if flip else block[i]
             if nsec:

@@ -58,16 +58,28 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
     """
     path = Path(path)
     lock = _lock_path(path)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
+            os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise OutputLockedError(
                     f"{path}: another xrdflow process is writing this file (lock {lock} is held)"
                 ) from None
             raise
+        # The holder before us unlinks the lock file as it lets go: if it did so between our
+        # open and our flock, we hold a lock on a name nobody sees any more, and a third
+        # writer would lock a fresh file. Hold the lock only on the file the name points to.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         try:
@@ -123,10 +135,17 @@ def atomic_output(
     with output_lock(path) if lock else contextlib.nullcontext():
         try:
             yield tmp
-        except BaseException:
+        except BaseException as exc:
             if not keep_partial:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
+            full = _disk_full(exc)
+            if full:
+                # HDF5 reports a full disk without naming the file: name it
+                raise OSError(full, f"{path}: disk full or file size limit reached while writing "
+                                    f"{tmp.name} ({os.strerror(full)}); "
+                                    + ("the partial file is kept for a resume" if keep_partial
+                                       else "nothing was written")) from exc
             raise
         try:
             _fsync_file(tmp)
@@ -136,6 +155,22 @@ def atomic_output(
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
             raise OSError(exc.errno, f"{path}: could not finish writing: {exc.strerror}") from exc
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _disk_full(exc: BaseException) -> int:
+    """The errno if ``exc`` says the disk (or the file size limit, or a quota) is full, else 0."""
+    if not isinstance(exc, (OSError, RuntimeError)):  # h5py raises either
+        return 0
+    if getattr(exc, "errno", None) in _FULL_ERRNOS:
+        return exc.errno
+    text = str(exc)  # h5py: "... errno = 27, error message = 'File too large' ..."
+    for code in _FULL_ERRNOS:
+        if f"errno = {code}," in text or os.strerror(code) in text:
+            return code
+    return 0
 
 
 def _fsync_file(path: Path) -> None:
@@ -344,12 +379,16 @@ def open_frames(
         numbers = det["frame_number"][()] if "frame_number" in det else np.arange(n)
         valid = det["frame_valid"][()] if "frame_valid" in det else np.ones(n, bool)
         sources = _decode_strings(det["source_file"][()]) if "source_file" in det else None
+        flags = {name: det[name][()] for name in ("n_saturated", "n_nonfinite", "n_negative")
+                 if name in det and det[name].shape == (n,)}
         mono = f.get("entry/instrument/monochromator")
         energy = float(mono["energy"][()]) if mono is not None and "energy" in mono else None
         wavelength = float(mono["wavelength"][()]) if mono is not None and "wavelength" in mono else None
         coords: dict[str, Any] = {"frame": ("frame", numbers), "valid": ("frame", valid)}
         if sources is not None:
             coords["source_file"] = ("frame", sources)
+        for name, counts in flags.items():  # suspicious pixels ingest counted, per frame
+            coords[name] = ("frame", counts, {"units": "1", "long_name": f"{name[2:]} pixels"})
         sample = f.get("entry/sample")
         if sample is not None:
             for name, field in sample.items():

@@ -155,11 +155,17 @@ def _table(value, where):
     return dict(value)
 
 
+_RESERVED_NAMES = ("xrdflow-run.json", "xrdflow-run.lock", "geometry.poni", "calibration.txt", "figures")
+
+
 def _file_name(value, where):
     value = _string(value, where)
     path = Path(value)
-    if path.is_absolute() or ".." in path.parts:
+    # a plain name: no folder part (no '..', no absolute path, no folder that may not exist)
+    if path.is_absolute() or len(path.parts) != 1 or path.name in (".", "..") or "/" in value or "\\" in value:
         raise ConfigError(f"{where}: must be a file name inside the output folder, got {value!r}")
+    if path.name in _RESERVED_NAMES or path.name.endswith((".partial", ".lock")):
+        raise ConfigError(f"{where}: {value!r} is a name xrdflow uses for its own files")
     return value
 
 
@@ -646,6 +652,11 @@ def summarize(result, timings, outputs, reused, *, n_frames=None, name="run", ca
              f"  frames       {n}",
              f"  peaks        {result.sizes['peak']}{sectors}: {peaks}",
              f"  fits         {status.size}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))]
+    flagged = [f"{int(np.count_nonzero(result[name].values))} with {name[2:]} pixels"
+               for name in ("n_saturated", "n_nonfinite", "n_negative")
+               if name in result.coords and np.count_nonzero(result[name].values)]
+    if flagged:
+        lines.append(f"  flagged      frames: {', '.join(flagged)} (coords n_saturated, n_nonfinite, n_negative)")
     if calibration is not None:
         lines.append(f"  calibration  rms {calibration.rms_px:.3f} px on {calibration.n_rings} rings "
                      f"({calibration.n_points} points)")
