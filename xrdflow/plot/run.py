@@ -147,11 +147,18 @@ def strain_curves(result, *, variables=("d_spacing", "lattice_strain", "fwhm")):
 
 
 def save(fig, path: str | os.PathLike, *, formats=("png", "pdf"), dpi: int = 150) -> list[Path]:
-    """Write ``fig`` as ``path`` with each suffix in ``formats``; returns the files written."""
+    """Write ``fig`` as ``path`` with each suffix in ``formats``; returns the files written.
+
+    Each file is written under a temporary name and renamed, so a killed run never leaves a
+    half-written figure under its final name.
+    """
+    from ..nexus import atomic_output
+
     path = Path(path)
     out = []
     for fmt in formats:
         target = path.with_suffix(f".{fmt}")
-        fig.savefig(target, dpi=dpi)
+        with atomic_output(target, lock=False) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi)
         out.append(target)
     return out
