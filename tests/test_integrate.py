@@ -303,3 +303,38 @@ def test_dioptas_fe3o4_map_flipud():
         assert np.corrcoef(got.values[i], ref[:, 1])[0, 1] > 0.99999
         assert np.abs(got.values[i] - ref[:, 1]).max() < 0.01 * ref[:, 1].max()
         assert np.corrcoef(wrong.values[i], ref[:, 1])[0, 1] < 0.999  # orientation matters
+
+
+_SETUP_RACE = """
+import threading, importlib, numpy as np
+from xrdflow.geometry import Geometry
+integ = importlib.import_module("xrdflow.integrate")
+opts = dict(npt=100, unit="q_nm^-1", radial_range=None, method=("bbox", "csr", "cython"),
+            polarization_factor=0.99, correct_solid_angle=True, mask_negative=True,
+            engine_key=None)
+img = np.random.default_rng(0).poisson(10, (128, 128)).astype(np.uint16)
+def work(k):
+    for i in range(6):
+        g = Geometry(dist=1.0 + 0.01 * (10 * k + i), poni1=0.013, poni2=0.012, wavelength=1.4e-11,
+                     detector="Detector", pixel1=2e-4, pixel2=2e-4, max_shape=(128, 128))
+        integ._integrate_frame(g.to_pyfai(), img, opts, None, None)          # pyFAI path
+        integ._fused_sparse(g, (128, 128), dict(opts, engine_key=("race", k, i)), None, None, None)
+threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+[t.start() for t in threads]; [t.join() for t in threads]
+print("ok")
+"""
+
+
+def test_pyfai_setup_in_many_threads_does_not_corrupt_the_heap():
+    """With OMP_NUM_THREADS=1 (what a dask LocalCluster leaves in its parent's environment, and
+    what distributed workers run with) numexpr runs single-threaded, and pyFAI's shared
+    compiled unit expressions then corrupt the heap when two threads set up integrators at
+    once (numexpr #569): "double free or corruption", 3 crashes in 3 runs before the fix."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", NUMEXPR_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", _SETUP_RACE], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -1,4 +1,12 @@
-"""Azimuthal integration of frame series with pyFAI, lazily over dask blocks.
+"""Azimuthal integration of frame series, lazily over dask blocks.
+
+Two engines, identical results (to float32 rounding):
+
+* ``"xrdflow"`` (the default where it applies, see :func:`integrate`): pyFAI builds the
+  sparse matrix of the method (geometry and pixel splitting); :mod:`xrdflow._engine` folds
+  the static corrections into it once per process and applies it with a numba kernel that
+  reads the frames in the detector's own dtype (no float copy, no preprocessing passes).
+* ``"pyfai"``: ``integrate1d`` frame by frame, as described below.
 
 ``integrate`` maps one task per block of whole frames. A task receives the frames, the
 (static) mask and a :class:`~xrdflow.geometry.Geometry` (a few floats); it takes this
@@ -14,6 +22,7 @@ azimuthal sectors) application definition and read it back into the same DataArr
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -24,8 +33,11 @@ import numpy as np
 
 from .geometry import Geometry, cached_integrator
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "integrate",
+    "ENGINES",
     "write_patterns",
     "open_patterns",
     "sectors_around_axis",
@@ -52,6 +64,13 @@ _ALGOS = {"histogram": "histogram", "histo": "histogram", "lut": "lut", "csr": "
 _IMPLS = {"python": "python", "numpy": "python", "cython": "cython", "opencl": "opencl", "ocl": "opencl"}
 
 INTENSITY_UNITS = "arbitrary units"
+
+#: engine names accepted by :func:`integrate`
+ENGINES = ("auto", "xrdflow", "pyfai")
+
+#: pyFAI sparse algorithms whose matrix the fused engine applies (LUT/CSC hold the same matrix)
+_FUSED_ALGOS = ("csr", "lut", "csc")
+_FUSED_IMPLS = ("cython", "python")
 
 
 # --------------------------------------------------------------------------- validation
@@ -174,6 +193,41 @@ def _load_mask(mask, shape, *, flip: bool):
     return np.ascontiguousarray(arr, dtype=np.int8)
 
 
+def _load_image(image, shape, name: str, dtype):
+    """dark/flat: None, an array or a fabio-readable file -> contiguous ``dtype`` array."""
+    if image is None:
+        return None
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: {name} file not found")
+        import fabio
+
+        try:
+            image = fabio.open(str(path)).data
+        except Exception as exc:
+            raise ValueError(f"{path}: not a readable {name} image ({exc})") from None
+    if hasattr(image, "values") and hasattr(image, "dims"):
+        image = image.values
+    arr = np.asarray(image)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name}: shape {arr.shape} does not match the frame shape {tuple(shape)}")
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: expected a numeric image, got {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _fused_covers(method) -> tuple[bool, str]:
+    """Whether the fused engine reproduces pyFAI for this method -> (ok, reason if not)."""
+    split, algo, impl = method
+    if algo not in _FUSED_ALGOS:
+        return False, (f"method {method}: the fused engine applies pyFAI's sparse matrices "
+                       f"({'/'.join(_FUSED_ALGOS)}); '{algo}' is pyFAI's own engine")
+    if impl not in _FUSED_IMPLS:
+        return False, f"method {method}: implementation '{impl}' (GPU) is left to pyFAI"
+    return True, ""
+
+
 # --------------------------------------------------------------------------- kernel
 def _pyfai_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     return dict(
@@ -204,26 +258,113 @@ def _sector_integrator(geometry: Geometry, sector: dict[str, Any] | None, shape,
     return ai
 
 
-def _integrate_frame(ai, img, opts, mask, azimuth_range):
+def _token(value):
+    """Hashable stand-in for an integrate1d argument (arrays by identity: they are cached)."""
+    if isinstance(value, np.ndarray):
+        return ("array", id(value), value.shape)
+    return repr(value)
+
+
+def _integrate_frame(ai, img, opts, mask, azimuth_range, dark=None, flat=None):
     kwargs = _pyfai_kwargs(opts)
     if opts["mask_negative"] and img.dtype.kind in "if":
         img = np.where(img < 0, img.dtype.type(-1), img)
         kwargs.update(dummy=-1.0, delta_dummy=0.0)
-    res = ai.integrate1d(img, opts["npt"], radial_range=opts["radial_range"],
-                         azimuth_range=azimuth_range, mask=mask, **kwargs)
+    if opts.get("error_model"):
+        kwargs["error_model"] = opts["error_model"]
+    call = dict(radial_range=opts["radial_range"], azimuth_range=azimuth_range, mask=mask, dark=dark,
+                flat=flat, **kwargs)
+    # The first call on an integrator builds its arrays and engine, evaluating pyFAI's unit
+    # equations, which must not run in two threads at once (_threads.PYFAI_LOCK); later
+    # calls reuse the engine and run in parallel.
+    warm = ai.__dict__.setdefault("_xrdflow_warm", set())
+    key = (opts["npt"],) + tuple(sorted((k, _token(v)) for k, v in call.items()))
+    if key in warm:
+        return ai.integrate1d(img, opts["npt"], **call)
+    from ._threads import PYFAI_LOCK
+
+    with PYFAI_LOCK:
+        res = ai.integrate1d(img, opts["npt"], **call)
+    warm.add(key)
     return res
 
 
-def _integrate_block(block, mask=None, *, geometry: Geometry, opts: dict[str, Any],
-                     sectors, out_dtype):
-    """Integrate a block of whole frames (n, y, x) -> (n, npt) or (n, nsectors, npt)."""
+def _invalid_test(geometry: Geometry, dtype, mask_negative: bool):
+    """The fused engine's invalid-pixel test reproducing what the pyFAI path does for ``dtype``:
+    negative pixels (``mask_negative`` on signed/float frames: pyFAI's dummy=-1 after clamping),
+    else the detector's own dummy/delta_dummy if it has one (e.g. Pilatus: -2 +- 1.5), else
+    non-finite values only. -> (mode, dummy, delta_dummy)"""
+    from . import _engine
+
+    dtype = np.dtype(dtype)
+    if mask_negative and dtype.kind in "if":
+        return _engine.MODE_NEGATIVE, None, None
+    dummy, delta = cached_integrator(geometry).detector.get_dummies(dtype)
+    if dummy is None:
+        return _engine.MODE_FINITE, None, None
+    return _engine.MODE_DUMMY, float(dummy), (None if delta is None else float(delta))
+
+
+def _fused_sparse(geometry: Geometry, shape, opts, sectors, mask, flat):
+    """This process's matrix for the integration described by ``opts`` (built once)."""
+    from . import _engine
+
+    key = opts["engine_key"]
+    if flat is not None and geometry.orientation == "flipud":
+        flat = np.flipud(flat)  # build_sparse wants pyFAI's orientation (like the mask)
+
+    def build():
+        from ._threads import PYFAI_LOCK
+
+        with PYFAI_LOCK:  # pyFAI's unit equations must not run in two threads at once
+            return _engine.build_sparse(
+                geometry, shape, npt=opts["npt"], unit=opts["unit"], radial_range=opts["radial_range"],
+                sectors=sectors, split=opts["method"][0], mask=mask,
+                correct_solid_angle=opts["correct_solid_angle"],
+                polarization_factor=opts["polarization_factor"], flat=flat)
+
+    return _engine.get_sparse(key, build)
+
+
+def _integrate_block_fused(block, mask, dark, flat, *, geometry, opts, sectors, out_dtype):
+    from . import _engine
+
     block = np.asarray(block)
     n = block.shape[0]
     npt = opts["npt"]
     nsec = len(sectors) if sectors else None
-    out = np.empty((n, nsec, npt) if nsec else (n, npt), dtype=out_dtype)
+    sparse = _fused_sparse(geometry, block.shape[1:], opts, sectors, mask, flat)
+    mode, dummy, delta = _invalid_test(geometry, block.dtype, opts["mask_negative"])
+    errors = bool(opts.get("error_model"))
+    inten, err = _engine.integrate_frames(sparse, block, mode=mode, dummy=dummy, delta_dummy=delta,
+                                          dark=dark, errors=errors)
+    shape = (n, nsec, npt) if nsec else (n, npt)
+    if errors:
+        out = np.empty(shape + (2,), dtype=out_dtype)
+        out[..., 0] = inten.reshape(shape)
+        out[..., 1] = err.reshape(shape)
+        return out
+    return inten.reshape(shape).astype(out_dtype, copy=False)
+
+
+def _integrate_block(block, mask=None, dark=None, flat=None, *, geometry: Geometry, opts: dict[str, Any],
+                     sectors, out_dtype):
+    """Integrate a block of whole frames (n, y, x) -> (n, npt) or (n, nsectors, npt)
+    (with a last axis (intensity, error) of size 2 when an error model is asked for)."""
+    if opts.get("engine") == "xrdflow":
+        return _integrate_block_fused(block, mask, dark, flat, geometry=geometry, opts=opts,
+                                      sectors=sectors, out_dtype=out_dtype)
+    block = np.asarray(block)
+    n = block.shape[0]
+    npt = opts["npt"]
+    nsec = len(sectors) if sectors else None
+    errors = bool(opts.get("error_model"))
+    out = np.empty(((n, nsec, npt) if nsec else (n, npt)) + ((2,) if errors else ()), dtype=out_dtype)
     shape = block.shape[1:]
     flip = geometry.orientation == "flipud"
+    if flip:  # dark and flat come as read; pyFAI sees the flipped image
+        dark = None if dark is None else np.flipud(dark)
+        flat = None if flat is None else np.flipud(flat)
     # One level of parallelism: dask runs blocks in parallel, so pyFAI's own OpenMP loops run
     # on one thread here (two levels oversubscribe the cores; same results either way).
     from ._threads import openmp_single_thread
@@ -234,10 +375,20 @@ def _integrate_block(block, mask=None, *, geometry: Geometry, opts: dict[str, An
             if nsec:
                 for j, sec in enumerate(sectors):
                     ai = _sector_integrator(geometry, sec, shape, opts, mask)
-                    out[i, j] = _integrate_frame(ai, img, opts, mask, (sec["lo"], sec["hi"])).intensity
+                    res = _integrate_frame(ai, img, opts, mask, (sec["lo"], sec["hi"]), dark, flat)
+                    if errors:
+                        out[i, j, :, 0] = res.intensity
+                        out[i, j, :, 1] = res.sigma
+                    else:
+                        out[i, j] = res.intensity
             else:
                 ai = cached_integrator(geometry)
-                out[i] = _integrate_frame(ai, img, opts, mask, None).intensity
+                res = _integrate_frame(ai, img, opts, mask, None, dark, flat)
+                if errors:
+                    out[i, :, 0] = res.intensity
+                    out[i, :, 1] = res.sigma
+                else:
+                    out[i] = res.intensity
     return out
 
 
@@ -257,6 +408,10 @@ def integrate(
     polarization_factor: float | None = None,
     correct_solid_angle: bool = True,
     frames_per_chunk: int | None = None,
+    dark=None,
+    flat=None,
+    error_model: str | None = None,
+    engine: str = "auto",
 ):
     """Azimuthally integrate frames into 1D patterns, lazily (one dask task per block).
 
@@ -301,6 +456,22 @@ def integrate(
         Solid-angle correction (pyFAI's default, True).
     frames_per_chunk : int, optional
         Rechunk a numpy input to this many frames per chunk (default: about 32 MB).
+    dark : array, optional
+        Dark image subtracted from every frame (orientation as read, like the frames).
+    flat : array, optional
+        Flat field (pyFAI's ``flat``: frames are divided by it), orientation as read.
+    error_model : {None, "poisson"}
+        ``"poisson"``: also compute pyFAI's Poisson error of every bin (``sigma`` of
+        ``integrate1d(..., error_model="poisson")``), returned as the coordinate
+        ``I_errors`` (same dims as the patterns, lazy, computed by the same tasks).
+    engine : {"auto", "xrdflow", "pyfai"}
+        ``"xrdflow"``: the fused engine (:mod:`xrdflow._engine`): pyFAI's sparse matrix for
+        the method with the corrections folded in once per worker process, applied by a
+        numba kernel to the frames in their own dtype; same results as pyFAI (to float32
+        rounding) at several times the speed. It covers the sparse methods (``csr``,
+        ``lut``, ``csc`` with any splitting) on the CPU. ``"pyfai"``: pyFAI's
+        ``integrate1d`` frame by frame. ``"auto"`` (default): ``"xrdflow"`` where it
+        applies, else ``"pyfai"`` with a note in the log (logger ``xrdflow.integrate``).
 
     Returns
     -------
@@ -308,8 +479,8 @@ def integrate(
         Lazy (dask-backed) ``(frame, q)`` or ``(frame, azimuth, q)`` float32 patterns named
         ``intensity``; the radial dimension is ``q``, ``two_theta`` or ``r`` by ``unit``.
         Attributes: ``radial_unit``, ``wavelength_a``, ``energy_kev``, ``units``, the
-        geometry (``dist_m``, ``poni1_m``... and ``geometry`` as JSON), ``method`` and the
-        corrections.
+        geometry (``dist_m``, ``poni1_m``... and ``geometry`` as JSON), ``method``, the
+        corrections and ``engine`` (the engine that runs: ``"xrdflow"`` or ``"pyfai"``).
 
     Examples
     --------
@@ -353,6 +524,22 @@ def integrate(
             raise ValueError(f"polarization_factor: must be in [-1, 1], got {polarization_factor}")
     method = _normalize_method(method)
     sectors = _normalize_sectors(azimuth_sectors)
+    if engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
+    if error_model is not None:
+        if not isinstance(error_model, str) or error_model.lower() != "poisson":
+            raise ValueError(f"error_model: expected None or 'poisson', got {error_model!r}")
+        error_model = "poisson"
+    fused_ok, why_not = _fused_covers(method)
+    if engine == "xrdflow" and not fused_ok:
+        raise ValueError(f"engine: the xrdflow engine does not cover this integration ({why_not}); "
+                         "use engine='pyfai' or 'auto'")
+    if engine == "auto":
+        if fused_ok:
+            engine = "xrdflow"
+        else:
+            engine = "pyfai"
+            logger.info("integrate: using pyFAI's integrate1d (engine='pyfai') because %s", why_not)
 
     # ---- frames -> dask (frame, y, x) with whole frames per chunk
     coords_frame: dict[str, Any] = {}
@@ -397,16 +584,25 @@ def integrate(
     if mask_arr is not None and det_mask is not None and det_mask.shape == shape:
         mask_arr = np.ascontiguousarray(mask_arr | (det_mask != 0), dtype=np.int8)
 
+    dark_arr = _load_image(dark, shape, "dark", np.float32)
+    flat_arr = _load_image(flat, shape, "flat", np.float32)
+
     opts = dict(npt=npt, unit=unit, radial_range=radial_range, method=method,
                 polarization_factor=polarization_factor,
-                correct_solid_angle=bool(correct_solid_angle), mask_negative=bool(mask_negative))
+                correct_solid_angle=bool(correct_solid_angle), mask_negative=bool(mask_negative),
+                error_model=error_model, engine=engine)
 
     # ---- radial axis (and output dtype) from one eager integration of an empty frame
-    probe = ai0.integrate1d(np.zeros(shape, np.float32), npt, radial_range=radial_range,
-                            mask=mask_arr, **_pyfai_kwargs(opts))
-    radial = np.asarray(probe.radial, dtype=np.float64)
-    out_dtype = np.asarray(probe.intensity).dtype
-    if sectors and radial_range is None:
+    # (the fused engine takes it from its matrix, built here once for this process)
+    if engine == "xrdflow" and not (sectors and radial_range is None):
+        probe = None
+        out_dtype = np.dtype(np.float32)
+    else:
+        probe = ai0.integrate1d(np.zeros(shape, np.float32), npt, radial_range=radial_range,
+                                mask=mask_arr, **_pyfai_kwargs(opts))
+        radial = np.asarray(probe.radial, dtype=np.float64)
+        out_dtype = np.asarray(probe.intensity).dtype
+    if probe is not None and sectors and radial_range is None:
         step = (radial[-1] - radial[0]) / (npt - 1) if npt > 1 else 0.0
         if npt > 1:
             opts["radial_range"] = (float(radial[0] - step / 2), float(radial[-1] + step / 2))
@@ -414,22 +610,39 @@ def integrate(
                                     mask=mask_arr, **_pyfai_kwargs(opts))
             radial = np.asarray(probe.radial, dtype=np.float64)
     ai0.reset_engines()
+    if engine == "xrdflow":
+        from ._engine import array_digest
+
+        opts["engine_key"] = (geometry, shape, npt, unit, opts["radial_range"],
+                              tuple(tuple(sorted(s.items())) for s in sectors) if sectors else None,
+                              method[0], array_digest(mask_arr), bool(correct_solid_angle),
+                              polarization_factor, array_digest(flat_arr))
+        # build (or reuse) this process's matrix now: it gives the radial axis, and tasks
+        # running in this process (threaded scheduler) share it
+        sparse = _fused_sparse(geometry, shape, opts, sectors, mask_arr, flat_arr)
+        if probe is None:
+            radial = np.asarray(sparse.radial, dtype=np.float64)
 
     # ---- graph
     kw = dict(geometry=geometry, opts=opts, sectors=sectors, out_dtype=out_dtype)
+    extra = "e" if error_model else ""
     if sectors:
         new_axes = {"s": len(sectors), "q": npt}
-        out_ind = "fsq"
-        meta = np.empty((0, 0, 0), dtype=out_dtype)
+        out_ind = "fsq" + extra
     else:
         new_axes = {"q": npt}
-        out_ind = "fq"
-        meta = np.empty((0, 0), dtype=out_dtype)
+        out_ind = "fq" + extra
+    if error_model:
+        new_axes["e"] = 2
+    meta = np.empty((0,) * len(out_ind), dtype=out_dtype)
     args: list[Any] = [data, "fyx"]
-    if mask_arr is not None:
-        args += [da.from_array(mask_arr, chunks=-1, name=False), "yx"]
+    for arr in (mask_arr, dark_arr, flat_arr):
+        args += [None, None] if arr is None else [da.from_array(arr, chunks=-1, name=False), "yx"]
     result = da.blockwise(_integrate_block, out_ind, *args, new_axes=new_axes, concatenate=True,
                           dtype=out_dtype, meta=meta, **kw)
+    errors_data = None
+    if error_model:
+        result, errors_data = result[..., 0], result[..., 1]
 
     # ---- labels
     rdim, runits, rlong, _ = RADIAL_UNITS[unit]
@@ -475,7 +688,14 @@ def integrate(
         "mask_negative": int(bool(mask_negative)),
         "masked_pixels": int(mask_arr.sum()) if mask_arr is not None else 0,
         "integrator": "pyFAI",
+        "engine": engine,
     }
+    if dark_arr is not None:
+        attrs["dark_subtracted"] = 1
+    if flat_arr is not None:
+        attrs["flat_applied"] = 1
+    if error_model:
+        attrs["error_model"] = error_model
     if polarization_factor is not None:
         attrs["polarization_factor"] = polarization_factor
     if opts["radial_range"] is not None:
@@ -483,6 +703,9 @@ def integrate(
     for key in ("source", "title"):
         if key in in_attrs and isinstance(in_attrs[key], str):
             attrs[key] = in_attrs[key]
+    if errors_data is not None:
+        coords["I_errors"] = xr.Variable(dims, errors_data, {
+            "units": INTENSITY_UNITS, "long_name": f"{error_model} error of the intensity"})
     out = xr.DataArray(result, dims=dims, coords=coords, attrs=attrs, name="intensity")
     if single:
         out = out.isel({frame_dim: 0}, drop=True)
