@@ -74,7 +74,7 @@ def main(argv=None) -> float:
     print(f"frames {n} x {size}x{size}, npt {args.npt}, method {method}")
     print(f"pyFAI sequential loop (1 thread)  : {n / t_pyfai:8.2f} frames/s")
     print(f"pyFAI loop with its OpenMP threads: {n / t_pyfai_omp:8.2f} frames/s")
-    print(f"xrdflow dask threads={args.workers}          : {n / t_ours:8.2f} frames/s")
+    print(f"xrdflow dask threads={args.workers} ({out.attrs.get('engine', '?')} engine): {n / t_ours:8.2f} frames/s")
     print(f"ratio vs sequential loop: {ratio:.2f}x   vs pyFAI+OpenMP: {t_pyfai_omp / t_ours:.2f}x   "
           f"max rel difference {err:.1e}")
     return ratio

@@ -148,6 +148,8 @@ def _add_integrate(sub) -> None:
     p.add_argument("--sectors", type=_sectors_arg, help="N equal sectors, or axial-transverse[:AXIS[:HALFWIDTH]]")
     p.add_argument("--method", default="bbox,csr,cython", help="pyFAI method split,algorithm,implementation")
     p.add_argument("--polarization", type=float, default=0.99, help="polarization factor (default 0.99)")
+    p.add_argument("--engine", choices=["auto", "xrdflow", "pyfai"], default="auto",
+                   help="auto (default): xrdflow's fused engine where it is equivalent, else pyFAI")
     p.add_argument("-o", "--output", type=Path, required=True, help="patterns file to write")
     p.add_argument("--scheduler", default="threads", help="dask scheduler (threads, local, tcp://...)")
     p.set_defaults(func=_cmd_integrate)
@@ -161,7 +163,7 @@ def _cmd_integrate(args) -> int:
     patterns = integrate(open_frames(args.raw), geometry, npt=args.npt, unit=args.unit,
                          radial_range=tuple(args.range) if args.range else None, mask=args.mask,
                          azimuth_sectors=args.sectors, method=tuple(args.method.split(",")),
-                         polarization_factor=args.polarization)
+                         polarization_factor=args.polarization, engine=args.engine)
     with compute_context(ComputeConfig(scheduler=args.scheduler), echo=print):
         write_patterns(patterns, args.output)
     print(f"{args.output}: {patterns.sizes['frame']} frames x {patterns.shape[-1]} bins")
