@@ -109,35 +109,36 @@ def _bin(ebins, p, t, contig):
 
 
 @numba.njit(cache=True, nogil=True)
-def _mark_bad(f, p, K, ebins, ecoef, pixw, nb, badw, badcnt):
-    """An invalid pixel (rare, kept out of the hot loop): its weight per bin, and a count."""
-    base = p * K
+def _mark_bad(f, r, p, K, ebins, ecoef, pixw, nb, badw, badcnt):
+    """An invalid pixel p (matrix row r; rare, kept out of the hot loop): its weight per bin,
+    and a count."""
+    base = r * K
     for t in range(K):
         c = _coef(ecoef, base + t)
         if c != 0.0:
-            b = f * nb + _bin(ebins, p, t, ebins.shape[1] == 1)
+            b = f * nb + _bin(ebins, r, t, ebins.shape[1] == 1)
             badw[b] += c * np.float64(pixw[p])
             badcnt[b] += 1
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _add_pixel(raw, p, fo, K, contig, ebins, ecoef, dark, acc, vacc):
+def _add_pixel(raw, r, p, fo, K, contig, ebins, ecoef, dark, acc, vacc):
     v = np.float64(raw)
     if dark is not None:
         v -= np.float64(dark[p])
-    base = p * K
+    base = r * K
     for t in range(K):
-        acc[fo + _bin(ebins, p, t, contig)] += _coef(ecoef, base + t) * v
+        acc[fo + _bin(ebins, r, t, contig)] += _coef(ecoef, base + t) * v
     if vacc is not None:
         var = max(np.float64(raw), 1.0)
         for t in range(K):
             c = _coef(ecoef, base + t)
-            vacc[fo + _bin(ebins, p, t, contig)] += c * c * var
+            vacc[fo + _bin(ebins, r, t, contig)] += c * c * var
 
 
 @numba.njit(cache=True, nogil=True)
-def _accumulate(frames, f0, nf, kk, cc, ebins, ecoef, opix, obin, ocoef, pixw, dark, mm, dummy, ddummy,
-                acc, vacc, badw, badcnt):
+def _accumulate(frames, f0, nf, kk, cc, active, ebins, ecoef, opix, obin, ocoef, pixw, dark, mm, dummy,
+                ddummy, acc, vacc, badw, badcnt):
     """Sums of frames f0..f0+nf into acc/vacc (flat (nf, NBANKS, nb)); invalid pixels into
     badw/badcnt (flat (nf, nb)).
 
@@ -146,31 +147,35 @@ def _accumulate(frames, f0, nf, kk, cc, ebins, ecoef, opix, obin, ocoef, pixw, d
     type dispatch); ecoef, dark and vacc may be None (branches pruned at compile time).
 
     Within a frame, every accumulator receives its terms by increasing pixel index whatever
-    the loop nesting, so both nestings below give bit-identical results."""
+    the loop nesting, so both nestings below give bit-identical results. ``active`` (None or
+    the increasing indices of the pixels that have matrix entries, one matrix row each)
+    skips the pixels outside the radial range: they only ever add zero."""
     K = len(kk)
     mode = len(mm)
     contig = len(cc) == 1
-    npix = frames.shape[1]
+    nrow = ebins.shape[0]
     nb = badw.shape[0] // nf
     if K == 1:  # one entry per pixel: frame by frame (streams one frame and the bin map)
         for f in range(nf):
             x = frames[f0 + f]
             fa = f * NBANKS * nb
-            for p in range(npix):
+            for r in range(nrow):
+                p = r if active is None else active[r]
                 raw = x[p]
                 if _valid(raw, mode, dummy, ddummy):
-                    _add_pixel(raw, p, fa + (p & 3) * nb, K, contig, ebins, ecoef, dark, acc, vacc)
+                    _add_pixel(raw, r, p, fa + (p & 3) * nb, K, contig, ebins, ecoef, dark, acc, vacc)
                 else:
-                    _mark_bad(f, p, K, ebins, ecoef, pixw, nb, badw, badcnt)
+                    _mark_bad(f, r, p, K, ebins, ecoef, pixw, nb, badw, badcnt)
     else:  # split pixels: all frames of the batch per pixel (matrix read once per batch)
-        for p in range(npix):
+        for r in range(nrow):
+            p = r if active is None else active[r]
             off = (p & 3) * nb
             for f in range(nf):
                 raw = frames[f0 + f, p]
                 if _valid(raw, mode, dummy, ddummy):
-                    _add_pixel(raw, p, f * NBANKS * nb + off, K, contig, ebins, ecoef, dark, acc, vacc)
+                    _add_pixel(raw, r, p, f * NBANKS * nb + off, K, contig, ebins, ecoef, dark, acc, vacc)
                 else:
-                    _mark_bad(f, p, K, ebins, ecoef, pixw, nb, badw, badcnt)
+                    _mark_bad(f, r, p, K, ebins, ecoef, pixw, nb, badw, badcnt)
     for j in range(opix.shape[0]):
         p = opix[j]
         c = np.float64(ocoef[j])
@@ -190,14 +195,15 @@ def _accumulate(frames, f0, nf, kk, cc, ebins, ecoef, opix, obin, ocoef, pixw, d
 
 
 @numba.njit(cache=True, nogil=True)
-def _exact_norm(x, K, ebins, ecoef, opix, obin, ocoef, pixw, mode, dummy, ddummy, nb):
+def _exact_norm(x, K, active, ebins, ecoef, opix, obin, ocoef, pixw, mode, dummy, ddummy, nb):
     """Normalisation per bin over the valid pixels of one frame (pixel-major, fixed order)."""
     out = np.zeros(nb, np.float64)
-    for p in range(x.shape[0]):
+    for r in range(ebins.shape[0]):
+        p = r if active is None else active[r]
         if _valid(x[p], mode, dummy, ddummy):
             w = np.float64(pixw[p])
             for t in range(K):
-                out[_bin(ebins, p, t, ebins.shape[1] == 1)] += _coef(ecoef, p * K + t) * w
+                out[_bin(ebins, r, t, ebins.shape[1] == 1)] += _coef(ecoef, r * K + t) * w
     for j in range(opix.shape[0]):
         if _valid(x[opix[j]], mode, dummy, ddummy):
             out[obin[j]] += np.float64(ocoef[j]) * np.float64(pixw[opix[j]])
@@ -205,8 +211,8 @@ def _exact_norm(x, K, ebins, ecoef, opix, obin, ocoef, pixw, mode, dummy, ddummy
 
 
 @numba.njit(cache=True, nogil=True)
-def _finish(frames, f0, nf, K, ebins, ecoef, opix, obin, ocoef, pixw, norm, count, mode, dummy, ddummy,
-            empty, acc, vacc, badw, badcnt, out_i, out_e):
+def _finish(frames, f0, nf, K, active, ebins, ecoef, opix, obin, ocoef, pixw, norm, count, mode, dummy,
+            ddummy, empty, acc, vacc, badw, badcnt, out_i, out_e):
     nb = norm.shape[0]
     nbx = badw.shape[0] // nf  # nb + K: the extra bins collect the padding
     for f in range(nf):
@@ -223,7 +229,7 @@ def _finish(frames, f0, nf, K, ebins, ecoef, opix, obin, ocoef, pixw, norm, coun
                     n = norm[b] - badw[f * nbx + b]
                     if n < 1e-4 * norm[b]:  # cancellation: recompute this frame's norms exactly
                         if exact.shape[0] == 0:
-                            exact = _exact_norm(frames[f0 + f], K, ebins, ecoef, opix, obin, ocoef,
+                            exact = _exact_norm(frames[f0 + f], K, active, ebins, ecoef, opix, obin, ocoef,
                                                 pixw, mode, dummy, ddummy, nbx)
                         n = exact[b]
             if n > 0.0:
@@ -264,24 +270,24 @@ def _run_batches(frames, batches, s, dark, mode, dummy, ddummy, errors, out_i, o
         bw[:] = 0.0
         bc = badcnt[: nf * nb]
         bc[:] = 0
-        _accumulate(frames, f0, nf, (0,) * s.K, (0,) * int(s.ebins.shape[1] == 1), s.ebins, ecoef, s.opix, s.obin, s.ocoef, s.pixw, dark,
-                    (0,) * mode, dummy, ddummy, a, va, bw, bc)
-        _finish(frames, f0, nf, s.K, s.ebins, ecoef, s.opix, s.obin, s.ocoef, s.pixw, s.norm, s.count,
-                mode, dummy, ddummy, np.float64(s.empty), a, va, bw, bc, out_i, out_e)
+        _accumulate(frames, f0, nf, (0,) * s.K, (0,) * int(s.ebins.shape[1] == 1), s.active, s.ebins, ecoef,
+                    s.opix, s.obin, s.ocoef, s.pixw, dark, (0,) * mode, dummy, ddummy, a, va, bw, bc)
+        _finish(frames, f0, nf, s.K, s.active, s.ebins, ecoef, s.opix, s.obin, s.ocoef, s.pixw, s.norm,
+                s.count, mode, dummy, ddummy, np.float64(s.empty), a, va, bw, bc, out_i, out_e)
 
 
 @numba.njit(cache=True, nogil=True)
-def _norm_count(K, ebins, ecoef, opix, obin, ocoef, pixw, nb):
+def _norm_count(K, active, ebins, ecoef, opix, obin, ocoef, pixw, nb):
     """sum c w and number of non-zero entries per bin, in the kernels' order."""
-    npix = pixw.shape[0]
     banks = np.zeros((NBANKS, nb + K), np.float64)  # + the padding bins (dropped)
     count = np.zeros(nb + K, np.int64)
-    for p in range(npix):
+    for r in range(ebins.shape[0]):
+        p = r if active is None else active[r]
         w = np.float64(pixw[p])
         for t in range(K):
-            c = _coef(ecoef, p * K + t)
+            c = _coef(ecoef, r * K + t)
             if c != 0.0:
-                b = _bin(ebins, p, t, ebins.shape[1] == 1)
+                b = _bin(ebins, r, t, ebins.shape[1] == 1)
                 banks[p & 3, b] += c * w
                 count[b] += 1
     for j in range(opix.shape[0]):
@@ -309,9 +315,10 @@ class SparseIntegrator:
     ----------
     K : int
         Entries per pixel in the ELL part.
-    ebins : ndarray (npix, 1) or (npix, K), uint16 or int32
+    ebins : ndarray (nrow, 1) or (nrow, K), uint16 or int32
         Bins of each pixel: only the first one when they are consecutive for every pixel
-        (the usual 1D case, bbox and full splitting included), else all K.
+        (the usual 1D case, bbox and full splitting included), else all K. One row per
+        pixel, or per active pixel when ``active`` is set.
     ecoef : ndarray (npix * K,) float32
         Coefficient of each entry, zero-padded; empty when every coefficient is 1 (no
         pixel splitting).
@@ -333,6 +340,10 @@ class SparseIntegrator:
         Value of bins without any valid pixel (pyFAI's ``empty``).
     nnz : int
         Non-zero entries of pyFAI's matrix.
+    active : ndarray (nrow,) int64 or None
+        The pixels that have entries, increasing, when they are fewer than 90 % of the frame
+        (a radial range, a mask or sectors leave the rest out); row r of ``ebins``/``ecoef``
+        is pixel ``active[r]``. None: row p is pixel p.
     """
 
     K: int
@@ -350,6 +361,7 @@ class SparseIntegrator:
     empty: float
     nnz: int
     description: str = ""
+    active: np.ndarray | None = None
 
     @property
     def nbins(self) -> int:
@@ -357,8 +369,9 @@ class SparseIntegrator:
 
     @property
     def nbytes(self) -> int:
-        return int(sum(a.nbytes for a in (self.ebins, self.ecoef, self.opix, self.obin, self.ocoef,
-                                          self.pixw, self.norm, self.count, self.radial)))
+        arrays = (self.ebins, self.ecoef, self.opix, self.obin, self.ocoef, self.pixw, self.norm,
+                  self.count, self.radial) + ((self.active,) if self.active is not None else ())
+        return int(sum(a.nbytes for a in arrays))
 
 
 def _to_ell(indptr, indices, coef, npix: int, max_k: int = 8):
@@ -404,7 +417,13 @@ def _to_ell(indptr, indices, coef, npix: int, max_k: int = 8):
     opix = pix_sorted[over].astype(np.int32)
     obin = rows[order[over]].astype(np.int32)
     ocoef = np.asarray(coef[order[over]], np.float32)
-    return K, ebins, ecoef, opix, obin, ocoef
+    active = None
+    if has.sum() < 0.9 * npix:  # a radial range or mask leaves most pixels out: keep rows
+        active = np.flatnonzero(has).astype(np.int64)  # for the others only (increasing)
+        ebins = np.ascontiguousarray(ebins[active])
+        if ecoef.shape[0]:
+            ecoef = np.ascontiguousarray(ecoef.reshape(npix, K)[active].ravel())
+    return K, active, ebins, ecoef, opix, obin, ocoef
 
 
 def array_digest(arr) -> str:
@@ -494,18 +513,21 @@ def build_sparse(geometry, shape, *, npt: int, unit: str, radial_range=None, sec
         w = np.ascontiguousarray(np.flipud(w))
     pixw = w.ravel()
     npix = pixw.shape[0]
-    K, ebins, ecoef, opix, obin, ocoef = _to_ell(indptr, indices, coef, npix)
+    K, active, ebins, ecoef, opix, obin, ocoef = _to_ell(indptr, indices, coef, npix)
     del indices, coef, indptr, parts
-    norm, count = _norm_count(K, ebins, ecoef if ecoef.shape[0] else None, opix, obin, ocoef, pixw,
-                              len(sectors or [None]) * npt)
-    arrays = (ebins, ecoef, opix, obin, ocoef, pixw, norm, count, radial)
+    norm, count = _norm_count(K, active, ebins, ecoef if ecoef.shape[0] else None, opix, obin, ocoef,
+                              pixw, len(sectors or [None]) * npt)
+    arrays = (ebins, ecoef, opix, obin, ocoef, pixw, norm, count, radial) + ((active,) if active is not None else ())
     for a in arrays:
         a.setflags(write=False)
     desc = (f"{split} split, {len(sectors or [None])} sector(s) x {npt} bins, nnz {nnz}, K {K}, "
-            f"overflow {opix.shape[0]}, {'flipud' if flip else 'as read'}")
+            f"overflow {opix.shape[0]}, "
+            f"{'all pixels' if active is None else f'{active.shape[0]} active pixels'}, "
+            f"{'flipud' if flip else 'as read'}")
     return SparseIntegrator(K=K, ebins=ebins, ecoef=ecoef, opix=opix, obin=obin, ocoef=ocoef, pixw=pixw,
                             norm=norm, count=count, radial=radial, shape=shape,
-                            nsectors=len(sectors or [None]), empty=empty, nnz=nnz, description=desc)
+                            nsectors=len(sectors or [None]), empty=empty, nnz=nnz, description=desc,
+                            active=active)
 
 
 # --------------------------------------------------------------------------- per-process cache
