@@ -105,16 +105,51 @@ def test_streamed_run_equals_plain_lazy_pipeline(demo_inputs, tmp_path):
 
 
 @pytest.mark.slow
-def test_same_result_threaded_and_distributed(demo_inputs, tmp_path):
+def test_same_result_threaded_distributed_and_external_scheduler(demo_inputs, tmp_path):
+    """The same run on dask's threads, a local distributed cluster, and a scheduler and a
+    worker started as separate processes (as on a facility cluster): bit-identical."""
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2",
+                                   "--host", "127.0.0.1", "--no-dashboard"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     results = {}
-    for scheduler in ("threads", "local"):
-        cfg = load_config(config_for(demo_inputs, run__output=str(tmp_path / scheduler), output__figures=False,
-                                     compute__scheduler=scheduler, compute__n_workers=2,
-                                     compute__dashboard=False),
-                          base_dir=demo_inputs)
-        results[scheduler] = run_workflow(cfg, echo=None).result
-    for name in results["threads"].data_vars:
-        np.testing.assert_array_equal(results["threads"][name].values, results["local"][name].values)
+    try:
+        from distributed import Client
+
+        deadline = time.monotonic() + 120
+        while True:  # wait until the worker has joined (bounded)
+            try:
+                with Client(address, timeout=5) as client:
+                    client.wait_for_workers(1, timeout=60)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        for scheduler in ("threads", "local", address):
+            name = "external" if scheduler == address else scheduler
+            cfg = load_config(config_for(demo_inputs, run__output=str(tmp_path / name), output__figures=False,
+                                         compute__scheduler=scheduler, compute__n_workers=2,
+                                         compute__dashboard=False),
+                              base_dir=demo_inputs)
+            results[name] = run_workflow(cfg, echo=None).result
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=30)
+    for other in ("local", "external"):
+        for name in results["threads"].data_vars:
+            np.testing.assert_array_equal(results["threads"][name].values, results[other][name].values,
+                                          err_msg=f"{name}: threads vs {other}")
 
 
 @pytest.mark.parametrize(
