@@ -309,3 +309,21 @@ def test_resume_rereads_a_source_changed_since_interruption(small_frames, tmp_pa
     report = xrdflow.ingest(paths, out, energy_kev=87.1)
     assert report.n_written == 1 and report.n_reused == 11
     np.testing.assert_array_equal(xrdflow.open_frames(out).values[5], changed)
+
+
+def test_ingest_memory_does_not_grow_with_frames(tmp_path):
+    """Each compressed chunk must be released once written (a list of every frame kept them
+    all: 2000 frames of 2048^2 reached 8.6 GB). Python-level peak memory (tracemalloc sees
+    the chunks, which are bytes) must not follow the number of frames."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    peaks = {}
+    for n in (8, 48):
+        paths = write_tiffs(tmp_path / f"src{n}", rng.integers(0, 4000, size=(n, 256, 256), dtype=np.uint16))
+        tracemalloc.start()
+        xrdflow.ingest(paths, tmp_path / f"raw{n}.nxs", energy_kev=87.1, workers=2)
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    chunk = 256 * 256 * 2  # one frame, uncompressed: an upper bound of one compressed chunk
+    assert peaks[48] - peaks[8] < 10 * chunk, peaks

@@ -685,12 +685,8 @@ def _write_frames(f, paths, done, shape, dtype, compression, skip_bad, workers, 
     det = f["entry/instrument/detector"]
     data = det["data"]
     records = _Records(det)
-    todo = []
-    for i, path in enumerate(paths):
-        if path.name in done:
-            report.n_reused += 1
-        else:
-            todo.append(_Frame(i, path))
+    todo = [i for i, path in enumerate(paths) if path.name not in done]
+    report.n_reused += len(paths) - len(todo)
     workers = workers or os.cpu_count() or 2
     bar = None
     if progress and todo:
@@ -702,7 +698,9 @@ def _write_frames(f, paths, done, shape, dtype, compression, skip_bad, workers, 
         with ThreadPoolExecutor(workers, thread_name_prefix="xrdflow-ingest",
                                 initializer=_single_threaded_codecs) as pool:
             pending: deque = deque()
-            it = iter(todo)
+            # frames are made as they are submitted, and each compressed chunk is dropped once
+            # written: memory holds the look-ahead only, however many frames the run has
+            it = (_Frame(i, paths[i]) for i in todo)
             for frame in it:  # bounded look-ahead keeps memory flat
                 pending.append(pool.submit(_read_one, frame, shape, dtype, compression))
                 if len(pending) >= 2 * workers:
@@ -723,6 +721,7 @@ def _write_frames(f, paths, done, shape, dtype, compression, skip_bad, workers, 
                     records.set(i, sha256=frame.sha256, valid=False, error=frame.error)
                 else:
                     data.id.write_direct_chunk((i, 0, 0), frame.chunk)
+                    frame.chunk = None
                     records.set(i, sha256=frame.sha256, crc32=frame.crc32, valid=True, stat=frame.stat,
                                 pixels=frame.pixels)
                     report.n_written += 1
