@@ -9,7 +9,6 @@ fused matrix held per worker process.
 
 from __future__ import annotations
 
-import numpy as np
 
 
 class IntegrateEngine:

@@ -27,7 +27,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from .units import (  # noqa: F401  re-exported: the conversions belong with the geometry too
     HC_KEV_A,

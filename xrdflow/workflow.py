@@ -462,7 +462,6 @@ def run_workflow(
     patterns, NeXus result), figures. Returns a :class:`RunResult` with the result Dataset,
     the output paths, per-stage times and a one-screen summary (also echoed).
     """
-    import dask
 
     from .cluster import ComputeConfig, compute_context
     from .geometry import Geometry
