@@ -10,6 +10,7 @@ so compressing outside HDF5 is what lets ingest use every core.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import logging
@@ -206,16 +207,43 @@ def _decode(path: Path, blob) -> np.ndarray:
     return np.asarray(data)
 
 
-_local = threading.local()
+class _Buffers:
+    """Reusable byte buffers for the frames in flight (file contents, compressed chunks).
+
+    A worker takes one per file it reads and per chunk it compresses; the writer gives them
+    back once the chunk is stored. The number in use is bounded by the look-ahead, so a run
+    of any length touches the same few buffers: no fresh 8 MB allocation (and its page
+    faults) per frame, and no copy between the file, the codec and HDF5.
+    """
+
+    def __init__(self, keep: int = 32):
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+        self._keep = keep
+
+    def take(self, nbytes: int) -> np.ndarray:
+        with self._lock:
+            for k, buf in enumerate(self._free):
+                if buf.nbytes >= nbytes:
+                    return self._free.pop(k)
+        return np.empty(max(int(nbytes), 1), dtype=np.uint8)
+
+    def give(self, *bufs: np.ndarray) -> None:
+        with self._lock:
+            room = self._keep - len(self._free)
+            self._free.extend(bufs[:max(room, 0)])
 
 
-def _read_file(path: Path) -> memoryview:
-    """The whole file, read into this thread's reusable buffer (no fresh 8 MB per frame)."""
+#: used when a caller of :func:`_read_one` passes no pool of its own
+_DEFAULT_BUFFERS = _Buffers(keep=4)
+
+
+def _read_file(path: Path, buffers: _Buffers, owned: list) -> memoryview:
+    """The whole file, read into a buffer from ``buffers`` (appended to ``owned``)."""
     with open(path, "rb", buffering=0) as fh:
         size = os.fstat(fh.fileno()).st_size
-        buf = getattr(_local, "buffer", None)
-        if buf is None or len(buf) < size:
-            buf = _local.buffer = bytearray(size)
+        buf = buffers.take(size)
+        owned.append(buf)
         view = memoryview(buf)[:size]
         n = fh.readinto(view)
         while n < size:  # a short read is legal; keep going until the end of the file
@@ -244,6 +272,7 @@ class _Frame:
     stat: tuple[int, int] = (-1, -1)
     error: str | None = None
     pixels: tuple[int, int, int] = (0, 0, 0)  # saturated, non-finite, negative pixel counts
+    buffers: list = field(default_factory=list)  # pooled buffers behind ``chunk``
 
 
 #: per-frame pixel counts recorded by ingest (NXdetector fields, coords of open_frames)
@@ -269,7 +298,10 @@ def pixel_check(data: np.ndarray) -> tuple[tuple[int, int, int], str | None]:
         values = data[finite] if n_nonfinite else data
         lo, hi = values.min(), values.max()
     elif data.dtype.kind in "iu":
-        lo, hi = data.min(), data.max()
+        hi = data.max()
+        # unsigned: nothing is negative and the frame is all zero exactly when its maximum is 0,
+        # so one pass over the pixels is enough
+        lo = data.min() if data.dtype.kind == "i" else data.dtype.type(0)
         if hi == np.iinfo(data.dtype).max:
             n_sat = int(np.count_nonzero(data == hi))
             if n_sat == size:
@@ -283,17 +315,64 @@ def pixel_check(data: np.ndarray) -> tuple[tuple[int, int, int], str | None]:
     return (n_sat, n_nonfinite, n_neg), None
 
 
-def _compress(data: np.ndarray, compression: str) -> bytes:
+@functools.cache
+def _bitshuffle_c():
+    """bitshuffle's C entry points (``bshuf_compress_lz4`` and its bound), or None.
+
+    Called through ctypes, the codec writes straight into a reused buffer after the 12-byte
+    chunk header, with the GIL released; the Python wrapper returns a new array that then
+    has to be copied twice to add the header.
+    """
+    import ctypes
+
+    try:
+        import bitshuffle.ext
+
+        lib = ctypes.CDLL(bitshuffle.ext.__file__)
+        compress, bound = lib.bshuf_compress_lz4, lib.bshuf_compress_lz4_bound
+    except (ImportError, OSError, AttributeError):
+        return None
+    size_t = ctypes.c_size_t
+    compress.argtypes = [ctypes.c_void_p, ctypes.c_void_p, size_t, size_t, size_t]
+    compress.restype = ctypes.c_int64
+    bound.argtypes = [size_t, size_t, size_t]
+    bound.restype = size_t
+    return compress, bound
+
+
+_CHUNK_HEADER = struct.Struct(">QI")  # bitshuffle's HDF5 chunk header: total bytes, block bytes
+
+
+def _compress(data: np.ndarray, compression: str, buffers: _Buffers | None = None,
+              owned: list | None = None):
+    """One frame as a stored HDF5 chunk (a bytes-like object).
+
+    With ``buffers``, the bitshuffle chunk is built in a pooled buffer (appended to
+    ``owned``) and an uncompressed frame that is already contiguous and native is returned
+    as it is (a view, no copy).
+    """
     data = np.ascontiguousarray(data)
     if compression == "bitshuffle":
-        import bitshuffle
-
         block = _BSHUF_BLOCK_BYTES // data.dtype.itemsize
-        body = bitshuffle.compress_lz4(data.reshape(-1), block)
-        return struct.pack(">QI", data.nbytes, block * data.dtype.itemsize) + body.tobytes()
+        header = (data.nbytes, block * data.dtype.itemsize)
+        c_api = _bitshuffle_c() if buffers is not None else None
+        if c_api is None:
+            import bitshuffle
+
+            body = bitshuffle.compress_lz4(data.reshape(-1), block)
+            return _CHUNK_HEADER.pack(*header) + body.tobytes()
+        compress, bound = c_api
+        itemsize = data.dtype.itemsize
+        out = buffers.take(_CHUNK_HEADER.size + bound(data.size, itemsize, block))
+        owned.append(out)
+        _CHUNK_HEADER.pack_into(out, 0, *header)
+        n = compress(data.ctypes.data, out.ctypes.data + _CHUNK_HEADER.size, data.size, itemsize, block)
+        if n < 0:
+            raise RuntimeError(f"bitshuffle-LZ4 compression failed (error {n})")
+        return memoryview(out)[:_CHUNK_HEADER.size + n]
     if compression == "gzip":
-        return zlib.compress(data.tobytes(), 1)
-    return data.tobytes()
+        return zlib.compress(data, 1)
+    return memoryview(data).cast("B") if buffers is not None else data.tobytes()
 
 
 def _single_threaded_codecs() -> None:
@@ -306,11 +385,16 @@ def _single_threaded_codecs() -> None:
     limit_openmp_in_this_thread()
 
 
-def _read_one(frame: _Frame, shape, dtype, compression: str) -> _Frame:
+def _read_one(frame: _Frame, shape, dtype, compression: str, buffers: _Buffers = _DEFAULT_BUFFERS) -> _Frame:
+    """Read, hash, check and compress one frame (in a worker thread).
+
+    On return ``frame.chunk`` (or ``frame.error``) is set; ``frame.buffers`` holds the pooled
+    buffers behind the chunk, to give back to ``buffers`` once it is written.
+    """
     try:
         frame.stat = _stat(frame.path)
         try:
-            blob = _read_file(frame.path)
+            blob = _read_file(frame.path, buffers, frame.buffers)
         except FileNotFoundError:
             raise BadFrameError(frame.path, "missing (no such file)") from None
         except OSError as exc:
@@ -328,10 +412,17 @@ def _read_one(frame: _Frame, shape, dtype, compression: str) -> _Frame:
         frame.pixels, unusable = pixel_check(data)
         if unusable:
             raise BadFrameError(frame.path, unusable)
-        frame.chunk = _compress(data.astype(data.dtype.newbyteorder("="), copy=False), compression)
+        frame.chunk = _compress(data.astype(data.dtype.newbyteorder("="), copy=False), compression,
+                                buffers, frame.buffers)
+        if compression != "none":  # the chunk is a new buffer: the file's can be reused now
+            del data
+            buffers.give(frame.buffers.pop(0))
         frame.crc32 = zlib.crc32(frame.chunk)
     except BadFrameError as exc:
         frame.error = exc.reason
+    if frame.error is not None:
+        buffers.give(*frame.buffers)
+        frame.buffers.clear()
     return frame
 
 
@@ -694,6 +785,7 @@ def _write_frames(f, paths, done, shape, dtype, compression, skip_bad, workers, 
 
         bar = tqdm(total=len(todo), unit="frame", desc="ingest")
     last_flush = time.monotonic()
+    buffers = _Buffers(keep=2 * workers + 4)
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="xrdflow-ingest",
                                 initializer=_single_threaded_codecs) as pool:
@@ -702,14 +794,14 @@ def _write_frames(f, paths, done, shape, dtype, compression, skip_bad, workers, 
             # written: memory holds the look-ahead only, however many frames the run has
             it = (_Frame(i, paths[i]) for i in todo)
             for frame in it:  # bounded look-ahead keeps memory flat
-                pending.append(pool.submit(_read_one, frame, shape, dtype, compression))
+                pending.append(pool.submit(_read_one, frame, shape, dtype, compression, buffers))
                 if len(pending) >= 2 * workers:
                     break
             while pending:
                 frame = pending.popleft().result()
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.append(pool.submit(_read_one, nxt, shape, dtype, compression))
+                    pending.append(pool.submit(_read_one, nxt, shape, dtype, compression, buffers))
                 i = frame.index
                 if frame.error is not None:
                     if not skip_bad:
@@ -722,6 +814,8 @@ def _write_frames(f, paths, done, shape, dtype, compression, skip_bad, workers, 
                 else:
                     data.id.write_direct_chunk((i, 0, 0), frame.chunk)
                     frame.chunk = None
+                    buffers.give(*frame.buffers)
+                    frame.buffers.clear()
                     records.set(i, sha256=frame.sha256, crc32=frame.crc32, valid=True, stat=frame.stat,
                                 pixels=frame.pixels)
                     report.n_written += 1
