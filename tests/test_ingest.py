@@ -44,7 +44,7 @@ def test_chunk_matches_bitshuffle_reference(dtype):
     """The chunk built through bitshuffle's C API in a reused buffer is byte for byte the one
     its Python API gives (header + blocks), for every detector dtype and an odd frame size
     (a trailing partial block)."""
-    assert ingest_mod._bitshuffle_c() is not None, "bitshuffle's C API was not found"
+    assert importlib.import_module("xrdflow._bshuf").c_api() is not None, "bitshuffle's C API was not found"
     rng = np.random.default_rng(3)
     data = rng.poisson(30.0, size=(37, 53)).astype(dtype)
     reference = ingest_mod._compress(data, "bitshuffle")
@@ -265,6 +265,49 @@ def test_open_frames_under_distributed(small_frames, tmp_path):
                             dashboard_address=None) as client:
         total = client.compute(da.astype("int64").sum(("y", "x"))).result()
     np.testing.assert_array_equal(total.values, small_frames[0].astype("int64").sum((1, 2)))
+
+
+@pytest.mark.parametrize("compression", ["bitshuffle", "none", "gzip"])
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
+def test_open_frames_direct_chunk_read_matches_hdf5(tmp_path, compression, dtype):
+    """Frames decoded from their raw chunks (read_direct_chunk + bitshuffle's decoder, or
+    the bytes as stored) equal HDF5's own filtered read, bit for bit, for whole-frame and
+    partial selections, and a frame never stored (bad) reads as HDF5's fill value."""
+    rng = np.random.default_rng(5)
+    frames = rng.poisson(40.0, size=(7, 33, 29)).astype(dtype)
+    frames[1, 3, 4] = -7 if np.dtype(dtype).kind != "u" else 9
+    paths = write_tiffs(tmp_path / "src", frames)
+    paths[4].write_bytes(b"not a tiff")
+    out = tmp_path / "raw.nxs"
+    xrdflow.ingest(paths, out, energy_kev=87.1, compression=compression, skip_bad=True)
+    with h5py.File(out, "r") as f:
+        dset = f["entry/instrument/detector/data"]
+        expected = dset[()]  # through HDF5's filter pipeline
+        codec = nexus._direct_codec(dset)
+        assert codec == {"bitshuffle": "bitshuffle", "none": "raw", "gzip": None}[compression]
+        if codec is not None:
+            for frames_range in (range(0, 7), range(2, 5), range(6, 7)):
+                got = nexus._read_frames_direct(dset, frames_range, codec)
+                assert got.dtype == expected.dtype
+                np.testing.assert_array_equal(got, expected[frames_range.start:frames_range.stop])
+    with pytest.warns(UserWarning, match="invalid"):
+        good = xrdflow.open_frames(out, frames_per_chunk=3)
+    everything = xrdflow.open_frames(out, frames_per_chunk=3, valid_only=False)
+    np.testing.assert_array_equal(everything.values, expected)
+    assert not everything.values[4].any()  # the bad frame: fill value
+    np.testing.assert_array_equal(good.values, frames[[0, 1, 2, 3, 5, 6]])
+    np.testing.assert_array_equal(everything[:, 5:9, 2:3].values, frames[:, 5:9, 2:3] * (np.arange(7) != 4)[:, None, None])
+
+
+def test_open_frames_corrupt_chunk_names_file_and_frame(small_frames, tmp_path):
+    out = tmp_path / "raw.nxs"
+    xrdflow.ingest(small_frames[1], out, energy_kev=87.1)
+    with h5py.File(out, "r+") as f:
+        dset = f["entry/instrument/detector/data"]
+        _, chunk = dset.id.read_direct_chunk((3, 0, 0))
+        dset.id.write_direct_chunk((3, 0, 0), chunk[:12] + bytes(len(chunk) - 12))  # zeroed blocks
+    with pytest.raises(ValueError, match=r"raw\.nxs: frame 3: corrupt"):
+        xrdflow.open_frames(out, frames_per_chunk=4).values
 
 
 def test_open_frames_errors_name_the_file(tmp_path):

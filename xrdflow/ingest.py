@@ -10,13 +10,11 @@ so compressing outside HDF5 is what lets ingest use every core.
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import io
 import logging
 import os
 import re
-import struct
 import threading
 import time
 import warnings
@@ -30,7 +28,7 @@ from typing import Iterable, Sequence
 import h5py
 import numpy as np
 
-from . import nexus
+from . import _bshuf, nexus
 from .nexus import nx_group, write_field
 from .units import energy_to_wavelength
 
@@ -315,34 +313,6 @@ def pixel_check(data: np.ndarray) -> tuple[tuple[int, int, int], str | None]:
     return (n_sat, n_nonfinite, n_neg), None
 
 
-@functools.cache
-def _bitshuffle_c():
-    """bitshuffle's C entry points (``bshuf_compress_lz4`` and its bound), or None.
-
-    Called through ctypes, the codec writes straight into a reused buffer after the 12-byte
-    chunk header, with the GIL released; the Python wrapper returns a new array that then
-    has to be copied twice to add the header.
-    """
-    import ctypes
-
-    try:
-        import bitshuffle.ext
-
-        lib = ctypes.CDLL(bitshuffle.ext.__file__)
-        compress, bound = lib.bshuf_compress_lz4, lib.bshuf_compress_lz4_bound
-    except (ImportError, OSError, AttributeError):
-        return None
-    size_t = ctypes.c_size_t
-    compress.argtypes = [ctypes.c_void_p, ctypes.c_void_p, size_t, size_t, size_t]
-    compress.restype = ctypes.c_int64
-    bound.argtypes = [size_t, size_t, size_t]
-    bound.restype = size_t
-    return compress, bound
-
-
-_CHUNK_HEADER = struct.Struct(">QI")  # bitshuffle's HDF5 chunk header: total bytes, block bytes
-
-
 def _compress(data: np.ndarray, compression: str, buffers: _Buffers | None = None,
               owned: list | None = None):
     """One frame as a stored HDF5 chunk (a bytes-like object).
@@ -354,22 +324,14 @@ def _compress(data: np.ndarray, compression: str, buffers: _Buffers | None = Non
     data = np.ascontiguousarray(data)
     if compression == "bitshuffle":
         block = _BSHUF_BLOCK_BYTES // data.dtype.itemsize
-        header = (data.nbytes, block * data.dtype.itemsize)
-        c_api = _bitshuffle_c() if buffers is not None else None
-        if c_api is None:
+        if buffers is None or _bshuf.c_api() is None:
             import bitshuffle
 
             body = bitshuffle.compress_lz4(data.reshape(-1), block)
-            return _CHUNK_HEADER.pack(*header) + body.tobytes()
-        compress, bound = c_api
-        itemsize = data.dtype.itemsize
-        out = buffers.take(_CHUNK_HEADER.size + bound(data.size, itemsize, block))
+            return _bshuf.HEADER.pack(data.nbytes, block * data.dtype.itemsize) + body.tobytes()
+        out = buffers.take(_bshuf.chunk_bound(data.size, data.dtype.itemsize, block))
         owned.append(out)
-        _CHUNK_HEADER.pack_into(out, 0, *header)
-        n = compress(data.ctypes.data, out.ctypes.data + _CHUNK_HEADER.size, data.size, itemsize, block)
-        if n < 0:
-            raise RuntimeError(f"bitshuffle-LZ4 compression failed (error {n})")
-        return memoryview(out)[:_CHUNK_HEADER.size + n]
+        return _bshuf.compress_into(data, out, block)
     if compression == "gzip":
         return zlib.compress(data, 1)
     return memoryview(data).cast("B") if buffers is not None else data.tobytes()
