@@ -331,3 +331,34 @@ def test_narrow_radial_range_uses_active_pixels_and_matches_pyfai(split):
     ref = np.array([ai.integrate1d(f, 400, unit="q_nm^-1", radial_range=(40.0, 45.0), method=method,
                                    polarization_factor=0.99).intensity for f in frames])
     assert np.abs(ours - ref).max() <= 1e-6 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("max_k", [8, 2])
+def test_ell_layout_holds_exactly_the_csr_matrix(max_k):
+    """The pixel-major ELL rows plus the COO overflow hold every CSR entry once, at its
+    bin, with its coefficient; padding slots add nothing (coefficient 0, or bins past nb)."""
+    rng = np.random.default_rng(11)
+    npix, nb = 600, 40
+    rows = [np.unique(rng.integers(0, npix, rng.integers(0, 80))) for _ in range(nb)]
+    for b in range(3, 30):  # pixel 7 in 27 bins: beyond any K, so it overflows
+        rows[b] = np.union1d(rows[b], [7])
+    indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+    indices = np.concatenate(rows).astype(np.int32)
+    coef = rng.uniform(0.1, 1.0, indices.shape[0]).astype(np.float32)
+    dense = np.zeros((nb, npix))
+    dense[np.repeat(np.arange(nb), np.diff(indptr)), indices] = coef
+
+    K, active, ebins, ecoef, opix, obin, ocoef = _engine._to_ell(indptr, indices, coef, npix, max_k=max_k)
+    assert opix.shape[0] > 0  # the overflow path is exercised
+    rows_of = np.arange(npix) if active is None else active
+    rebuilt = np.zeros((nb + K, npix))
+    contig = ebins.shape[1] == 1
+    for r, p in enumerate(rows_of):
+        for t in range(K):
+            b = int(ebins[r, 0]) + t if contig else int(ebins[r, t])
+            rebuilt[b, p] += ecoef[r * K + t]
+    np.add.at(rebuilt, (obin, opix), ocoef)
+    np.testing.assert_array_equal(rebuilt[:nb], dense.astype(np.float32))
+    assert not rebuilt[nb:].any()
+    # overflow ordered by pixel, then bin: the order the kernels add entries in
+    assert np.all(np.diff(opix.astype(np.int64) * (nb + 1) + obin) > 0)
