@@ -10,7 +10,6 @@ fused matrix held per worker process.
 from __future__ import annotations
 
 
-
 class IntegrateEngine:
     params = ([24], [2048], ["no", "bbox", "full"], ["xrdflow", "pyfai_dask", "pyfai_loop"])
     param_names = ["n_frames", "size", "split", "engine"]
@@ -25,7 +24,10 @@ class IntegrateEngine:
 
         self.geom = _geometry(size)
         self.frames = realistic_frames(n_frames, (size, size))
-        self.arr = xr.DataArray(da.from_array(self.frames, chunks=(4, -1, -1)), dims=("frame", "y", "x"))
+        from xrdflow.nexus import frames_per_chunk_for
+
+        fpc = frames_per_chunk_for(self.frames[0].nbytes)  # as open_frames chunks a raw file
+        self.arr = xr.DataArray(da.from_array(self.frames, chunks=(fpc, -1, -1)), dims=("frame", "y", "x"))
         self.method = (split, "csr", "cython")
         self.ai = self.geom.to_pyfai()
         self.ai.integrate1d(self.frames[0], 2000, method=self.method, polarization_factor=0.99)
@@ -62,3 +64,30 @@ class IntegrateEngine:
         return _engine.engine_cache_info()["nbytes"] / 2**20
 
     track_matrix_mb.unit = "MB"
+
+
+class MatrixBuild:
+    """One-time cost per worker process: pyFAI's CSR matrix and its pixel-major layout."""
+
+    params = ([2048], ["no", "bbox"])
+    param_names = ["size", "split"]
+    timeout = 600
+
+    def setup(self, size, split):
+        from benchmarks.ratio_engine import _geometry
+        from xrdflow import _engine
+
+        self.geom = _geometry(size)
+        _engine.build_sparse(_geometry(64), (64, 64), npt=50, unit="q_nm^-1", split=split)  # numba cache
+
+    def _build(self, size, split):
+        from xrdflow import _engine
+
+        return _engine.build_sparse(self.geom, (size, size), npt=2000, unit="q_nm^-1", split=split,
+                                    polarization_factor=0.99)
+
+    def time_build(self, size, split):
+        self._build(size, split)
+
+    def peakmem_build(self, size, split):
+        self._build(size, split)

@@ -44,10 +44,12 @@ def warm_page_cache(paths) -> None:
         Path(p).read_bytes()
 
 
-def best_of(fn, repeat: int = 3) -> float:
-    """Best wall time of ``repeat`` calls of ``fn()`` in seconds."""
+def best_of(fn, repeat: int = 3, setup=None) -> float:
+    """Best wall time of ``repeat`` calls of ``fn()`` in seconds (``setup()`` untimed before each)."""
     best = float("inf")
     for _ in range(repeat):
+        if setup is not None:
+            setup()
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)

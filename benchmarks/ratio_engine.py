@@ -67,7 +67,11 @@ def compare_methods(frames, geom, *, npt, workers, repeat, methods, pyfai_frames
 
     n = frames.shape[0]
     opts = dict(unit="q_nm^-1", polarization_factor=0.99)
-    arr = xr.DataArray(da.from_array(frames, chunks=(4, -1, -1)), dims=("frame", "y", "x"))
+    from xrdflow.nexus import frames_per_chunk_for
+
+    # chunked as open_frames chunks a raw file (8 frames of 2048^2 uint16)
+    fpc = frames_per_chunk_for(frames[0].nbytes)
+    arr = xr.DataArray(da.from_array(frames, chunks=(fpc, -1, -1)), dims=("frame", "y", "x"))
     rows = []
     for split in methods:
         method = (split, "csr", "cython")
