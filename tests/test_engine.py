@@ -362,3 +362,21 @@ def test_ell_layout_holds_exactly_the_csr_matrix(max_k):
     assert not rebuilt[nb:].any()
     # overflow ordered by pixel, then bin: the order the kernels add entries in
     assert np.all(np.diff(opix.astype(np.int64) * (nb + 1) + obin) > 0)
+
+
+def test_matrix_shipped_once_to_worker_processes_instead_of_rebuilt():
+    """integrate() builds the matrix in the client; share_with_workers hands it to each worker
+    process, which then integrates without a build of its own, to the same result."""
+    distributed = pytest.importorskip("distributed")
+    frames = _frames(6, dtype=np.uint16, negative=False)
+    _engine.clear_engine_cache()
+    patterns = integrate(frames, GEOM, npt=150, method=("bbox", "csr", "cython"), frames_per_chunk=2)
+    expected = patterns.compute(scheduler="sync")
+    with distributed.Client(n_workers=2, threads_per_worker=1, processes=True,
+                            dashboard_address=None) as client:
+        assert _engine.share_with_workers(client) == 2
+        assert _engine.share_with_workers(client) == 0  # already held: nothing sent twice
+        got = client.compute(patterns).result()
+        info = client.run(_engine.engine_cache_info)
+    np.testing.assert_array_equal(got.values, expected.values)
+    assert all(i["builds"] == 0 and i["entries"] == 1 for i in info.values()), info

@@ -75,7 +75,8 @@ def _add_demo(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=None,
                    help="detector size in pixels (default the full 2048; smaller bins the same panel)")
-    p.add_argument("--scheduler", help="override the demo's local cluster (e.g. threads)")
+    p.add_argument("--scheduler", help="override the demo's scheduler (default: dask's threads; 'local' for a "
+                   "local cluster with the dashboard)")
     p.set_defaults(func=_cmd_demo)
 
 

@@ -67,7 +67,8 @@ def run_demo(
         Detector shape; ``None`` is the full 2048x2048 PerkinElmer. A smaller shape bins
         the same panel (fast, for tests).
     scheduler
-        Override ``[compute] scheduler`` (e.g. ``"threads"``); default a local cluster.
+        Override ``[compute] scheduler`` (default ``"threads"``, as in the shipped config;
+        ``"local"`` for a local cluster with the dask dashboard).
     """
     from .workflow import load_config, run_workflow
 

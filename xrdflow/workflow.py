@@ -550,7 +550,11 @@ def run_workflow(
             fits = fit_peaks(patterns, _peaks_spec(cfg, energy), half_width=pk["half_width"],
                              background=pk["background"], warm_start=pk["warm_start"],
                              max_iter=pk["max_iter"], min_snr=pk["min_snr"])
-            with compute_context(_compute_config(cfg["compute"], ComputeConfig), echo=say):
+            with compute_context(_compute_config(cfg["compute"], ComputeConfig), echo=say) as client:
+                if client is not None:  # the matrix integrate() built here: once to each worker
+                    from ._engine import share_with_workers
+
+                    share_with_workers(client)
                 parts = _stream(patterns, fits, patterns_path, PatternWriter, atomic_output,
                                 batch_frames=cfg["compute"]["batch_frames"], progress=progress)
             import xarray as xr
