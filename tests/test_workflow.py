@@ -68,6 +68,8 @@ def test_run_end_to_end_against_truth(demo_inputs, tmp_path):
     # every output is there and reads back identical
     for key in ("raw", "geometry", "patterns", "result", "figure_strain", "figure_fits", "figure_calibration"):
         assert res.outputs[key].is_file(), key
+    for key in ("figure_strain", "figure_fits", "figure_calibration"):  # and as PDF, for the logbook
+        assert res.outputs[key].with_suffix(".pdf").read_bytes().startswith(b"%PDF"), key
     xr.testing.assert_identical(xrdflow.open_result(res.outputs["result"]), ds)
     pat = xrdflow.open_patterns(res.outputs["patterns"])
     assert pat.sizes["frame"] == 6 and pat.attrs["radial_unit"] == "q_nm^-1"

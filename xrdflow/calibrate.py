@@ -24,7 +24,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -319,7 +319,7 @@ def calibrate(
     seed: int = 0,
     poni: str | os.PathLike | None = None,
     report: str | os.PathLike | None = None,
-    figure: str | os.PathLike | None = None,
+    figure: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
 ) -> CalibrationResult:
     """Calibrate the geometry automatically from a calibrant image and a rough guess.
 
@@ -362,7 +362,9 @@ def calibrate(
         Seed for pyFAI's random choice of control points, so the same image and guess
         always give the same geometry (the caller's ``numpy.random`` state is restored).
     poni, report, figure : path, optional
-        Write the PONI file, a text report and a diagnostic PNG (image with fitted rings).
+        Write the PONI file, a text report and a diagnostic figure (image with fitted
+        rings; ``figure`` may be several paths, each written in its suffix's format, e.g.
+        ``["calibration.png", "calibration.pdf"]``).
 
     Returns
     -------
@@ -502,8 +504,9 @@ def calibrate(
         fig = calibration_figure(np.flipud(img) if orientation == "flipud" else img, result)
         from .nexus import atomic_output
 
-        with atomic_output(figure, lock=False) as tmp:
-            fig.savefig(tmp, format=Path(figure).suffix.lstrip(".") or "png", dpi=100)
+        for path in [figure] if isinstance(figure, (str, os.PathLike)) else figure:
+            with atomic_output(path, lock=False) as tmp:
+                fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=100)
     return result
 
 

@@ -523,7 +523,8 @@ def run_workflow(
                     beam_center_px=geo["beam_center_px"], orientation=geo["orientation"] or "as_read",
                     d_min=geo["d_min"], max_rings=geo["max_rings"], poni=poni,
                     report=out / "calibration.txt",
-                    figure=figdir / "calibration.png" if cfg["output"]["figures"] else None)
+                    figure=[figdir / "calibration.png", figdir / "calibration.pdf"]
+                    if cfg["output"]["figures"] else None)
                 geometry = calibration.geometry
                 manifest.record("calibrate", fp)
             outputs["geometry"] = poni
