@@ -380,7 +380,9 @@ def _fill_ell(indptr, indices, coef, counts, K, nb, ebins, ecoef, with_coef):
 
     Rows are visited in bin order, so the bins of a pixel come out ascending (its slots in
     order, then its overflow). Slots a pixel leaves empty are padded with its first bin + t
-    and coefficient 0 (a pixel without entries starts at the extra bin ``nb``).
+    and coefficient 0 (a pixel without entries starts at the extra bin ``nb``): the
+    accumulators have K extra bins, which the kernels drop (needed for unit matrices, whose
+    coefficients are all 1 and not stored).
     """
     npix = counts.shape[0]
     fill = np.zeros(npix, np.int32)

@@ -337,15 +337,13 @@ class _H5Frames:
 
 def _whole_frames(key, shape) -> range | None:
     """The frames ``key`` selects if it selects whole frames with a unit step, else None."""
-    if not isinstance(key, tuple):
-        key = (key,)
-    if not key or not isinstance(key[0], slice) or any(
-            not (isinstance(k, slice) and k == slice(None) or
-                 isinstance(k, slice) and k.indices(n) == (0, n, 1))
-            for k, n in zip(key[1:], shape[1:])):
+    key = key if isinstance(key, tuple) else (key,)
+    if not key or len(key) > len(shape) or not all(isinstance(k, slice) for k in key):
+        return None
+    if any(k.indices(n) != (0, n, 1) for k, n in zip(key[1:], shape[1:])):
         return None
     start, stop, step = key[0].indices(shape[0])
-    return range(start, stop) if step == 1 and len(key) <= len(shape) else None
+    return range(start, stop) if step == 1 else None
 
 
 def _direct_codec(dset: h5py.Dataset) -> str | None:
