@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import subprocess
 import sys
@@ -330,10 +329,6 @@ def test_pyfai_setup_in_many_threads_does_not_corrupt_the_heap():
     what distributed workers run with) numexpr runs single-threaded, and pyFAI's shared
     compiled unit expressions then corrupt the heap when two threads set up integrators at
     once (numexpr #569): "double free or corruption", 3 crashes in 3 runs before the fix."""
-    import os
-    import subprocess
-    import sys
-
     env = dict(os.environ, OMP_NUM_THREADS="1", NUMEXPR_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-c", _SETUP_RACE], env=env, capture_output=True, text=True,
                           timeout=600)

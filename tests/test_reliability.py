@@ -28,7 +28,7 @@ import xrdflow
 import importlib
 ingest_mod = importlib.import_module("xrdflow.ingest")
 from xrdflow import nexus
-from xrdflow.workflow import ConfigError, load_config, run_workflow
+from xrdflow.workflow import load_config, run_workflow
 
 from conftest import write_tiffs
 

@@ -4,7 +4,6 @@ streaming equals the plain lazy pipeline, and the same result on every backend."
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
