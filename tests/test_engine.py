@@ -370,6 +370,7 @@ def test_matrix_shipped_once_to_worker_processes_instead_of_rebuilt():
     distributed = pytest.importorskip("distributed")
     frames = _frames(6, dtype=np.uint16, negative=False)
     _engine.clear_engine_cache()
+    integrate(frames, GEOM, npt=90, method=("no", "csr", "cython"))  # an older matrix: not sent
     patterns = integrate(frames, GEOM, npt=150, method=("bbox", "csr", "cython"), frames_per_chunk=2)
     expected = patterns.compute(scheduler="sync")
     with distributed.Client(n_workers=2, threads_per_worker=1, processes=True,

@@ -639,9 +639,10 @@ def adopt_sparse(key, sparse: SparseIntegrator) -> bool:
         return True
 
 
-def share_with_workers(client) -> int:
-    """Send the matrices this process holds to the worker processes of a dask.distributed
-    ``client`` that do not hold them yet; returns how many workers took one.
+def share_with_workers(client, latest: int | None = 1) -> int:
+    """Send the matrices this process used last (``latest`` of them; None: all it holds) to
+    the worker processes of a dask.distributed ``client`` that do not hold them yet; returns
+    how many workers took one.
 
     ``integrate`` builds the matrix in the client (its radial axis labels the result);
     shipping it once per worker process (a one-off transfer, ~72 MB for bbox at 2048^2)
@@ -650,8 +651,10 @@ def share_with_workers(client) -> int:
     Never part of a task graph.
     """
     _check_pid()
-    with _cache_lock:
+    with _cache_lock:  # most recently used last: the matrix integrate() just asked for
         items = list(_cache.items())
+    if latest is not None:
+        items = items[len(items) - min(int(latest), len(items)):]
     taken = 0
     for key, sparse in items:
         result = client.run(adopt_sparse, key, sparse)

@@ -555,7 +555,7 @@ def run_workflow(
                 if client is not None:  # the matrix integrate() built here: once to each worker
                     from ._engine import share_with_workers
 
-                    share_with_workers(client)
+                    share_with_workers(client, latest=1)
                 parts = _stream(patterns, fits, patterns_path, PatternWriter, atomic_output,
                                 batch_frames=cfg["compute"]["batch_frames"], progress=progress)
             import xarray as xr
