@@ -194,8 +194,9 @@ def test_dark_and_flat(frames6, orientation):
 
 
 # ----------------------------------------------------------------------------- reproducibility
-def test_bit_identical_across_batches_threads_and_chunks(frames6):
-    sparse = _engine.build_sparse(GEOM, SHAPE, npt=300, unit="q_nm^-1", split="bbox",
+@pytest.mark.parametrize("split", ["bbox", "no"])
+def test_bit_identical_across_batches_threads_and_chunks(frames6, split):
+    sparse = _engine.build_sparse(GEOM, SHAPE, npt=300, unit="q_nm^-1", split=split,
                                   polarization_factor=0.99)
     one = np.concatenate([_engine.integrate_frames(sparse, f, errors=True)[0] for f in frames6])
     for batch in (1, 2, 4, 8):
@@ -203,8 +204,10 @@ def test_bit_identical_across_batches_threads_and_chunks(frames6):
             got, err = _engine.integrate_frames(sparse, frames6, batch=batch, threads=threads, errors=True)
             np.testing.assert_array_equal(got, one)
     arr = xr.DataArray(da.from_array(frames6, chunks=(1, -1, -1)), dims=("frame", "y", "x"))
-    a = integrate(arr, GEOM, npt=300, polarization_factor=0.99).compute(scheduler="threads")
-    b = integrate(arr.chunk({"frame": 4}), GEOM, npt=300, polarization_factor=0.99).compute(scheduler="sync")
+    method = (split, "csr", "cython")
+    a = integrate(arr, GEOM, npt=300, method=method, polarization_factor=0.99).compute(scheduler="threads")
+    b = integrate(arr.chunk({"frame": 4}), GEOM, npt=300, method=method,
+                  polarization_factor=0.99).compute(scheduler="sync")
     np.testing.assert_array_equal(a.values, b.values)
     np.testing.assert_array_equal(a.values, one)
 
