@@ -43,7 +43,7 @@ class IntegrateEngine:
                         for f in self.frames]
         import dask
 
-        from xrdflow.integrate import integrate
+        from xrdflow import integrate
 
         with dask.config.set(scheduler="threads", num_workers=2):
             return integrate(self.arr if arr is None else arr, self.geom, npt=2000, method=self.method,

@@ -54,11 +54,11 @@ class FitPeaks:
         self.windows = np.c_[x[lo], x[hi - 1]]
 
     def time_fit_peaks(self, chunks):
-        from xrdflow.peaks import fit_peaks
+        from xrdflow import fit_peaks
 
         fit_peaks(self.pat, self.windows).compute(scheduler="threads", num_workers=2)
 
     def peakmem_fit_peaks(self, chunks):
-        from xrdflow.peaks import fit_peaks
+        from xrdflow import fit_peaks
 
         fit_peaks(self.pat, self.windows).compute(scheduler="threads", num_workers=2)

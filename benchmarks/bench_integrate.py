@@ -33,7 +33,7 @@ class IntegrateFrames:
             return [self.ai.integrate1d(f, 2000, method=self.method).intensity for f in self.frames]
         import dask
 
-        from xrdflow.integrate import integrate
+        from xrdflow import integrate
 
         with dask.config.set(scheduler="threads", num_workers=2):
             return integrate(self.arr, self.geom, npt=2000, method=self.method, mask_negative=False).compute()

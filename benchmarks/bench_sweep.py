@@ -3,7 +3,7 @@
 import numpy as np
 
 from xrdflow.crystal import reflections
-from xrdflow.sweep import sweep
+from xrdflow import sweep
 
 
 class TimeReflections:

@@ -63,7 +63,7 @@ def compare_methods(frames, geom, *, npt, workers, repeat, methods, pyfai_frames
     from threadpoolctl import threadpool_limits
 
     from xrdflow import _engine
-    from xrdflow.integrate import integrate
+    from xrdflow import integrate
 
     n = frames.shape[0]
     opts = dict(unit="q_nm^-1", polarization_factor=0.99)
@@ -123,10 +123,10 @@ def end_to_end(frames, geom, *, npt, workers, repeat, split="bbox"):
 
     from benchmarks.common import warm_page_cache, write_tiff_series
     from xrdflow import _engine
-    from xrdflow.ingest import ingest
-    from xrdflow.integrate import integrate, write_patterns
-    from xrdflow.nexus import open_frames
-    from xrdflow.peaks import fit_peaks
+    from xrdflow import ingest
+    from xrdflow import integrate, write_patterns
+    from xrdflow import open_frames
+    from xrdflow import fit_peaks
 
     n = frames.shape[0]
     tmp = Path(tempfile.mkdtemp(prefix="xrdflow_e2e_"))

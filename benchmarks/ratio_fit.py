@@ -68,7 +68,7 @@ def main(n_windows: int = 100_000, repeat: int = 3) -> dict:
     import dask
     import xarray as xr
 
-    from xrdflow.peaks import fit_peaks
+    from xrdflow import fit_peaks
 
     pat = xr.DataArray(y[:, 0], dims=("frame", "q"), coords={"q": x},
                        attrs={"radial_unit": "q_nm^-1"}).chunk({"frame": max(1, y.shape[0] // 8)})

@@ -59,7 +59,7 @@ def work_only(paths, shape, dtype) -> None:
     import importlib
     from concurrent.futures import ThreadPoolExecutor
 
-    ingest_mod = importlib.import_module("xrdflow.ingest")
+    ingest_mod = importlib.import_module("xrdflow._ingest")
     buffers = ingest_mod._Buffers()
 
     def one(i):

@@ -29,7 +29,7 @@ def main(argv=None) -> float:
     import xarray as xr
 
     from xrdflow.geometry import Geometry
-    from xrdflow.integrate import integrate
+    from xrdflow import integrate
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=40)

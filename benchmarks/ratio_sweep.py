@@ -46,7 +46,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from xrdflow.crystal import load_phase
-    from xrdflow.sweep import sweep
+    from xrdflow import sweep
 
     phase = "Mg"
     energies = np.linspace(20.0, 120.0, args.energies)

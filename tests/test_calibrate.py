@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import shared
-from xrdflow.calibrate import calibrate
+from xrdflow import calibrate
 from xrdflow.geometry import Geometry
 
 

@@ -17,7 +17,7 @@ import xarray as xr
 from conftest import shared
 from xrdflow import _engine
 from xrdflow.geometry import Geometry
-from xrdflow.integrate import integrate
+from xrdflow import integrate
 
 SHAPE = (180, 200)
 GEOM = Geometry(dist=0.15, poni1=0.0095, poni2=0.0105, rot1=0.01, rot2=-0.02, rot3=0.0,
@@ -318,7 +318,7 @@ def test_narrow_radial_range_uses_active_pixels_and_matches_pyfai(split):
 
     from xrdflow import _engine
     from xrdflow.geometry import Geometry
-    from xrdflow.integrate import integrate
+    from xrdflow import integrate
 
     size = 256
     geom = Geometry(dist=0.3, poni1=0.0262, poni2=0.0248, rot1=0.003, rot2=-0.002, wavelength=1.4235e-11,

@@ -14,8 +14,9 @@ import pytest
 import xrdflow
 from conftest import write_tiffs
 
-ingest_mod = importlib.import_module("xrdflow.ingest")
+ingest_mod = importlib.import_module("xrdflow._ingest")
 nexus = importlib.import_module("xrdflow.nexus")
+raw_layout = importlib.import_module("xrdflow.nexus.raw")
 
 
 def read_fabio(path):
@@ -244,8 +245,8 @@ def test_open_frames_is_lazy_and_chunked_by_whole_frames(small_frames, tmp_path,
     out = tmp_path / "raw.nxs"
     xrdflow.ingest(small_frames[1], out, energy_kev=87.1)
     reads = []
-    real = nexus._H5Frames.__getitem__
-    monkeypatch.setattr(nexus._H5Frames, "__getitem__", lambda self, key: (reads.append(key), real(self, key))[1])
+    real = raw_layout._H5Frames.__getitem__
+    monkeypatch.setattr(raw_layout._H5Frames, "__getitem__", lambda self, key: (reads.append(key), real(self, key))[1])
     da = xrdflow.open_frames(out, frames_per_chunk=5)
     sub = da.isel(frame=slice(2, 9)).astype("float32") * 2
     assert reads == []  # opening and building on it reads no pixel
@@ -283,11 +284,11 @@ def test_open_frames_direct_chunk_read_matches_hdf5(tmp_path, compression, dtype
     with h5py.File(out, "r") as f:
         dset = f["entry/instrument/detector/data"]
         expected = dset[()]  # through HDF5's filter pipeline
-        codec = nexus._direct_codec(dset)
+        codec = raw_layout._direct_codec(dset)
         assert codec == {"bitshuffle": "bitshuffle", "none": "raw", "gzip": None}[compression]
         if codec is not None:
             for frames_range in (range(0, 7), range(2, 5), range(6, 7)):
-                got = nexus._read_frames_direct(dset, frames_range, codec)
+                got = raw_layout._read_frames_direct(dset, frames_range, codec)
                 assert got.dtype == expected.dtype
                 np.testing.assert_array_equal(got, expected[frames_range.start:frames_range.stop])
     with pytest.warns(UserWarning, match="invalid"):

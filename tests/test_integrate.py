@@ -14,7 +14,7 @@ import xarray as xr
 
 from conftest import shared
 from xrdflow.geometry import Geometry
-from xrdflow.integrate import integrate, open_patterns, sectors_around_axis, write_patterns
+from xrdflow import integrate, open_patterns, sectors_around_axis, write_patterns
 
 SHAPE = (180, 200)
 GEOM = Geometry(dist=0.15, poni1=0.0095, poni2=0.0105, rot1=0.01, rot2=-0.02, rot3=0.0,
@@ -121,7 +121,7 @@ def test_one_integrator_per_thread_not_per_task(monkeypatch):
 
     import importlib
 
-    mod = importlib.import_module("xrdflow.integrate")  # the package attribute is the function
+    mod = importlib.import_module("xrdflow._integrate")  # the package attribute is the function
 
     seen = {}
     real = mod.cached_integrator
@@ -307,7 +307,7 @@ def test_dioptas_fe3o4_map_flipud():
 _SETUP_RACE = """
 import threading, importlib, numpy as np
 from xrdflow.geometry import Geometry
-integ = importlib.import_module("xrdflow.integrate")
+integ = importlib.import_module("xrdflow._integrate")
 opts = dict(npt=100, unit="q_nm^-1", radial_range=None, method=("bbox", "csr", "cython"),
             polarization_factor=0.99, correct_solid_angle=True, mask_negative=True,
             engine_key=None)

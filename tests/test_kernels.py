@@ -294,7 +294,7 @@ def test_iterations_are_few_and_degenerate_windows_have_a_status():
 
 _FIT_SCRIPT = """
 import sys, numpy as np, xarray as xr
-from xrdflow.peaks import fit_peaks
+from xrdflow import fit_peaks
 rng = np.random.default_rng(0)
 q = np.linspace(20, 30, 2001)
 c = 25.02 + rng.normal(0, 0.01, (40, 1))

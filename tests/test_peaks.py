@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from xrdflow.peaks import STATUS, fit_peaks, read_patterns, to_d_spacing
+from xrdflow import fit_peaks, read_patterns
+
+from xrdflow._peaks import STATUS
+
+from xrdflow.units import radial_to_d as to_d_spacing
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data folder {DATA} absent")

@@ -26,7 +26,7 @@ import xarray as xr
 
 import xrdflow
 import importlib
-ingest_mod = importlib.import_module("xrdflow.ingest")
+ingest_mod = importlib.import_module("xrdflow._ingest")
 from xrdflow import nexus
 from xrdflow.workflow import load_config, run_workflow
 
@@ -328,10 +328,10 @@ def test_lock_holds_when_the_previous_holder_lets_go_during_acquire(tmp_path, mo
             first.__exit__(None, None, None)  # A finishes right now
         return fd
 
-    monkeypatch.setattr(nexus.os, "open", open_then_release)
+    monkeypatch.setattr(nexus._atomic.os, "open", open_then_release)
     second = nexus.output_lock(target)
     second.__enter__()
-    monkeypatch.setattr(nexus.os, "open", real_open)
+    monkeypatch.setattr(nexus._atomic.os, "open", real_open)
     try:
         assert calls
         with pytest.raises(nexus.OutputLockedError):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from xrdflow.peaks import fit_peaks
-from xrdflow.results import open_result, write_result
-from xrdflow.strain import lattice_strain
+from xrdflow import fit_peaks
+from xrdflow import open_result, write_result
+from xrdflow import lattice_strain
 
 from test_peaks import _patterns, _reflections
 

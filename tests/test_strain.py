@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from xrdflow.peaks import fit_peaks
-from xrdflow.strain import lattice_strain
+from xrdflow import fit_peaks
+from xrdflow import lattice_strain
 
 from test_peaks import D_TRUE, _patterns, _reflections
 

@@ -16,15 +16,15 @@ import pytest
 import xarray as xr
 
 from xrdflow.crystal import HC_KEV_A, load_phase, reflections
-from xrdflow.sweep import (
+from xrdflow._sweep import (
     Mount,
     goniometer_rotation,
     mount,
     parse_indices,
     sweep,
     sweep_table,
-    write_sweep,
 )
+from xrdflow import write_sweep
 
 MG_MOUNT = {"vertical": "[0001]", "beam": "[2-1-10]"}
 
@@ -369,7 +369,7 @@ def test_doctests():
     import importlib
 
     # xrdflow.sweep (the attribute) is the function; the modules come from importlib
-    sw = importlib.import_module("xrdflow.sweep")
+    sw = importlib.import_module("xrdflow._sweep")
     ps = importlib.import_module("xrdflow.plot.sweep")
     g3 = importlib.import_module("xrdflow.plot.geometry3d")
 

@@ -19,7 +19,7 @@ import numpy as np
 import xrdflow
 from xrdflow.plot.geometry3d import experiment_scene, plot_experiment_3d, write_gltf
 from xrdflow.plot.sweep import plot_transmission, plot_two_theta
-from xrdflow.sweep import sweep_table, write_sweep
+from xrdflow import sweep_table, write_sweep
 
 
 def main(out: Path) -> None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import xrdflow
-from xrdflow.integrate import sectors_around_axis
+from xrdflow import sectors_around_axis
 
 folder = Path(sys.argv[1] if len(sys.argv) > 1 else "xrdflow-demo")
 out = folder / "script-out"

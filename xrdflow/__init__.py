@@ -1,18 +1,19 @@
 """xrdflow: lazy, parallel reduction of in-situ X-ray diffraction.
 
-Raw detector frames -> raw NeXus -> dask arrays -> pyFAI integration -> batch Gaussian
-fits -> xarray Dataset(frame, [azimuth,] peak) of positions, d-spacings, widths and
-lattice strains, written as NeXus.
+Raw detector frames -> raw NeXus -> dask arrays -> pyFAI integration -> batch peak fits
+-> xarray Dataset(frame, [azimuth,] peak) of positions, d-spacings, widths and lattice
+strains, written as NeXus; and geometry sweeps that plan an experiment.
 
-The public names are imported lazily (PEP 562), so ``import xrdflow`` stays fast and a
-user who only ingests frames never pays for importing pymatgen or pyFAI.
+The public names live in private implementation modules (``xrdflow._ingest``,
+``xrdflow._integrate``...) and are re-exported here, so no module shares a public
+function's name and ``import xrdflow.x`` never shadows anything. They are imported lazily
+(PEP 562): ``import xrdflow`` stays fast, and a user who only ingests frames never pays
+for importing pymatgen or pyFAI.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -22,20 +23,24 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 # public name -> module that defines it
 _EXPORTS = {
-    "ingest": "ingest",
-    "open_frames": "nexus",
+    "ingest": "_ingest",
+    "BadFrameError": "_ingest",
+    "open_frames": "nexus.raw",
     "Geometry": "geometry",
-    "calibrate": "calibrate",
-    "integrate": "integrate",
-    "write_patterns": "integrate",
-    "open_patterns": "integrate",
+    "calibrate": "_calibrate",
+    "integrate": "_integrate",
+    "sectors_around_axis": "_integrate",
+    "write_patterns": "nexus.azint",
+    "open_patterns": "nexus.azint",
     "reflections": "crystal",
-    "fit_peaks": "peaks",
-    "read_patterns": "peaks",
-    "lattice_strain": "strain",
-    "write_result": "results",
-    "open_result": "results",
-    "sweep": "sweep",
+    "fit_peaks": "_peaks",
+    "read_patterns": "nexus.text",
+    "lattice_strain": "_strain",
+    "write_result": "nexus.peaks",
+    "open_result": "nexus.peaks",
+    "sweep": "_sweep",
+    "sweep_table": "_sweep",
+    "write_sweep": "nexus.sweep",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -53,25 +58,3 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """Keeps ``xrdflow.ingest`` (and the like) the public function.
-
-    Importing the submodule ``xrdflow.ingest`` makes Python bind it as an attribute of the
-    package, which would shadow the function of the same name; here the function wins.
-    The submodule stays reachable as ``sys.modules["xrdflow.ingest"]``.
-    """
-
-    def __setattr__(self, name, value):
-        if (
-            isinstance(value, types.ModuleType)
-            and _EXPORTS.get(name) == name
-            and value.__name__ == f"{__name__}.{name}"
-            and hasattr(value, name)
-        ):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

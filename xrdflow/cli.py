@@ -38,7 +38,7 @@ def _add_ingest(sub) -> None:
 
 
 def _cmd_ingest(args) -> int:
-    from . import ingest
+    from ._ingest import ingest
 
     sources = args.sources[0] if len(args.sources) == 1 else args.sources
     report = ingest(sources, args.output, energy_kev=args.energy_kev, strain_log=args.strain_log,
@@ -111,7 +111,7 @@ def _add_calibrate(sub) -> None:
 
 
 def _cmd_calibrate(args) -> int:
-    from . import calibrate
+    from ._calibrate import calibrate
 
     result = calibrate(str(args.image), args.calibrant, energy_kev=args.energy_kev, detector=args.detector,
                        distance_mm=args.distance_mm, beam_center_px=tuple(args.center) if args.center else None,
@@ -128,7 +128,7 @@ def _sectors_arg(text: str | None):
     if text.isdigit():
         return int(text)
     if text.startswith("axial-transverse"):
-        from .integrate import sectors_around_axis
+        from ._integrate import sectors_around_axis
 
         parts = text.split(":")[1:]
         return sectors_around_axis(*(float(p) for p in parts))
@@ -242,8 +242,7 @@ def _add_sweep(sub) -> None:
 def _cmd_sweep(args) -> int:
     import numpy as np
 
-    from . import sweep
-    from .sweep import sweep_table, write_sweep
+    from . import sweep, sweep_table, write_sweep
 
     lo, hi, n = args.energy
     if n != int(n) or n < 1:
@@ -296,9 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"xrdflow {args.command}: error: {exc}", file=sys.stderr)
-        from .nexus import _disk_full
+        from .nexus import disk_full_errno
 
-        if _disk_full(exc):
+        if disk_full_errno(exc):
             # HDF5 cannot close a file whose last write failed, and freeing its ids later
             # crashes the interpreter (h5py#914, #1775, #2160). The error is reported and
             # the partial file handled (removed, or kept for a resume); leave at once.

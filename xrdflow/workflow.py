@@ -420,7 +420,7 @@ class RunResult:
 
 
 def _sector_spec(integ: dict[str, Any]):
-    from .integrate import sectors_around_axis
+    from ._integrate import sectors_around_axis
 
     sectors = integ["sectors"]
     if sectors == "axial-transverse":
@@ -465,12 +465,13 @@ def run_workflow(
 
     from .cluster import ComputeConfig, compute_context
     from .geometry import Geometry
-    from .ingest import ingest
-    from .integrate import PatternWriter, integrate
+    from ._ingest import ingest
+    from ._integrate import integrate
+    from .nexus.azint import PatternWriter
     from .nexus import atomic_output, open_frames, output_lock
-    from .peaks import fit_peaks
-    from .results import open_result, write_result
-    from .strain import lattice_strain
+    from ._peaks import fit_peaks
+    from .nexus.peaks import open_result, write_result
+    from ._strain import lattice_strain
 
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     say = echo or (lambda *_: None)
@@ -628,7 +629,7 @@ def _workers_hint() -> int:
 
 
 def _figures(result, patterns_path: Path, figdir: Path) -> dict[str, Path]:
-    from .integrate import open_patterns
+    from .nexus.azint import open_patterns
     from .plot import run as plots
 
     figdir.mkdir(parents=True, exist_ok=True)
@@ -644,7 +645,7 @@ def _figures(result, patterns_path: Path, figdir: Path) -> dict[str, Path]:
 
 def summarize(result, timings, outputs, reused, *, n_frames=None, name="run", calibration=None) -> str:
     """A one-screen summary: frames, peaks, fits by status, time per stage, throughput."""
-    from .peaks import STATUS
+    from ._peaks import STATUS
 
     n = result.sizes["frame"]
     status = np.asarray(result["status"].values)

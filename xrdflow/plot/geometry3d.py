@@ -120,7 +120,7 @@ def experiment_scene(
     9.667
     """
     from ..crystal import load_phase
-    from ..sweep import goniometer_rotation, sweep
+    from .._sweep import goniometer_rotation, sweep
 
     if solution not in (0, 1):
         raise ValueError(f"solution must be 0 or 1, got {solution!r}")

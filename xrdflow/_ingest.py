@@ -32,7 +32,7 @@ from . import _bshuf, nexus
 from .nexus import nx_group, write_field
 from .units import energy_to_wavelength
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("xrdflow.ingest")  # public name, not the private module
 
 __all__ = ["ingest", "IngestReport", "BadFrameError", "find_frames"]
 

@@ -26,7 +26,8 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from .nexus import atomic_output, nx_group, read_attrs, write_field, write_process
+from ._atomic import atomic_output
+from ._codec import nx_group, read_attrs, write_field, write_process
 
 __all__ = ["write_result", "open_result"]
 

@@ -51,7 +51,6 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,7 +67,6 @@ __all__ = [
     "parse_indices",
     "sweep",
     "sweep_table",
-    "write_sweep",
 ]
 
 #: energy x reflection points per dask chunk when ``chunks`` is not given
@@ -726,71 +724,3 @@ def sweep_table(ds: xr.Dataset, energy_kev: float, *, thickness_mm: float | None
         lines.append("  ".join(v.rjust(w) if j else v.ljust(w)
                                for j, (v, w) in enumerate(zip(vals, widths))))
     return "\n".join(lines)
-
-
-def write_sweep(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write a sweep to NetCDF (``.nc``) or NeXus/HDF5 (``.nxs``, ``.h5``, ``.hdf5``).
-
-    The file is written atomically. NeXus layout: ``/entry`` (NXentry, @default) with an
-    NXprocess ``sweep`` (program, version, date, the parameters) and an NXdata ``data``
-    holding every variable as a field with ``@units``/``@long_name``, signal
-    ``two_theta`` and axes ``energy``, ``reflection``.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> ds = sweep("Al", energy_kev=[20.0, 30.0], two_theta_range=(5, 30))
-    >>> out = write_sweep(ds, pathlib.Path(tempfile.mkdtemp()) / "al.nxs")
-    >>> out.suffix
-    '.nxs'
-    """
-    from .nexus import atomic_output, nx_group, write_field, write_process
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".nc", ".nxs", ".h5", ".hdf5", ".nx5"):
-        raise ValueError(f"path: {path} must end in .nc (NetCDF) or .nxs/.h5/.hdf5 (NeXus)")
-    ds = ds.compute()
-    if suffix == ".nc":
-        out = ds.copy()
-        for var in out.variables.values():
-            if var.dtype == bool:
-                var.attrs.setdefault("flag_values", [0, 1])
-        out.attrs = {k: (str(v) if isinstance(v, (list, dict)) else v) for k, v in out.attrs.items()}
-        with atomic_output(path) as tmp:
-            engine = _netcdf_engine()
-            out.to_netcdf(tmp, engine=engine, format=None if engine != "scipy" else "NETCDF3_64BIT")
-        return path
-
-    import h5py
-
-    with atomic_output(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["default"] = "entry"
-            entry = nx_group(f, "entry", "NXentry", default="data")
-            write_field(entry, "title", str(ds.attrs.get("title", "xrdflow geometry sweep")))
-            params = {k: v for k, v in ds.attrs.items() if k not in ("title",)}
-            write_process(entry, "sweep", parameters=params)
-            data = nx_group(entry, "data", "NXdata", signal="two_theta",
-                            axes=["energy", "reflection"])
-            for name in list(ds.coords) + list(ds.data_vars):
-                var = ds[name]
-                values = var.values
-                if values.dtype == bool:
-                    values = values.astype(np.int8)
-                dset = write_field(data, name, values, units=var.attrs.get("units") or None,
-                                   long_name=var.attrs.get("long_name"))
-                if var.dims:
-                    dset.attrs["dims"] = list(var.dims)
-            for i, ax in enumerate(("energy", "reflection")):
-                data.attrs[f"{ax}_indices"] = i
-    return path
-
-
-def _netcdf_engine() -> str:
-    import importlib.util
-
-    for engine, module in (("netcdf4", "netCDF4"), ("h5netcdf", "h5netcdf")):
-        if importlib.util.find_spec(module):
-            return engine
-    return "scipy"

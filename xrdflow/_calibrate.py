@@ -422,7 +422,7 @@ def calibrate(
         det.max_shape = shape
     masked = np.zeros(shape, dtype=bool)
     if mask is not None:
-        from .integrate import _load_mask
+        from ._integrate import _load_mask
 
         masked |= _load_mask(mask, shape, flip=orientation == "flipud").astype(bool)
     if mask_negative and img.dtype.kind in "if":

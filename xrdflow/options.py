@@ -1,0 +1,228 @@
+"""The one home of option vocabularies, defaults and argument validators.
+
+The API, the run-config schema and the CLI all take their allowed values and defaults from
+here, so an option's choices are written once. The validators raise ``ValueError`` whose
+message starts with the parameter's name (``"energy_kev: must be ..."``); the config layer
+passes ``"[section] key"`` as the name, so the same check gives the same message there.
+
+Cheap to import: numpy only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+# ------------------------------------------------------------------------ vocabularies
+#: compressions of the raw frames (bitshuffle-LZ4 via hdf5plugin, gzip, none)
+COMPRESSIONS = ("bitshuffle", "gzip", "none")
+DEFAULT_COMPRESSION = "bitshuffle"
+
+#: how a PONI geometry (and a mask) applies to the image: as fabio reads it, or flipped
+#: up-down (Dioptas)
+ORIENTATIONS = ("as_read", "flipud")
+DEFAULT_ORIENTATION = "as_read"
+
+#: integration engines: ``auto`` (fused where it covers the method, else pyFAI),
+#: ``xrdflow`` (fused, or an error), ``pyfai`` (pyFAI frame by frame)
+ENGINES = ("auto", "xrdflow", "pyfai")
+DEFAULT_ENGINE = "auto"
+
+#: pyFAI method (pixel splitting, algorithm, implementation) used unless told otherwise
+DEFAULT_METHOD = ("bbox", "csr", "cython")
+#: pyFAI's names (and aliases) for each part of a method -> the canonical name
+PIXEL_SPLITS = {"no": "no", "nosplit": "no", "bbox": "bbox", "splitbbox": "bbox", "pseudo": "pseudo",
+                "full": "full", "splitpixel": "full"}
+ALGORITHMS = {"histogram": "histogram", "histo": "histogram", "lut": "lut", "csr": "csr", "csc": "csc"}
+IMPLEMENTATIONS = {"python": "python", "numpy": "python", "cython": "cython", "opencl": "opencl",
+                   "ocl": "opencl"}
+
+#: radial units :func:`xrdflow.integrate` produces (the full table is ``units.RADIAL_UNITS``)
+INTEGRATION_UNITS = ("q_nm^-1", "q_A^-1", "2th_deg", "2th_rad", "r_mm")
+DEFAULT_UNIT = "q_nm^-1"
+
+#: polarization correction by default: none, as pyFAI's ``integrate1d`` (so results compare
+#: with pyFAI's as they are). For a horizontally polarised synchrotron beam give 0.99
+#: (pyFAI convention: 1 = fully horizontal, 0 = unpolarised, -1 = fully vertical).
+DEFAULT_POLARIZATION = None
+
+#: azimuthal sector presets
+SECTOR_PRESETS = ("axial-transverse",)
+
+#: error models: ``None`` (no errors) or Poisson counting statistics. The same word is
+#: used for integration errors and for fit weights.
+ERROR_MODELS = ("poisson",)
+
+#: background under a fitted peak
+BACKGROUNDS = ("linear", "constant")
+DEFAULT_BACKGROUND = "linear"
+
+#: what fit_peaks does with a window that holds another listed peak's centre
+OVERLAP_POLICIES = ("warn", "raise", "drop")
+DEFAULT_OVERLAP = "warn"
+
+#: fit defaults
+DEFAULT_MAX_ITER = 100
+DEFAULT_XTOL = 1e-8
+DEFAULT_MIN_SNR = 3.0
+DEFAULT_MIN_POINTS = 7
+
+#: strain references: the first frame, the reflections' own d0, or {label: d0}
+STRAIN_REFERENCES = ("first", "d0")
+
+#: dask schedulers that need no cluster; anything else is "local" or a scheduler address
+LOCAL_SCHEDULERS = ("threads", "synchronous", "processes")
+DEFAULT_SCHEDULER = "local"
+JOBQUEUE_KINDS = ("slurm", "pbs", "sge", "lsf", "htcondor", "moab", "oar")
+DEFAULT_HOST = "127.0.0.1"
+
+
+# -------------------------------------------------------------------------- validators
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def number(value: Any, name: str) -> float:
+    """A finite real number.
+
+    >>> number(2, "x")
+    2.0
+    >>> number(float("nan"), "x")
+    Traceback (most recent call last):
+    ...
+    ValueError: x: must be a finite number, got nan
+    """
+    if not _is_number(value) or not math.isfinite(float(value)):
+        raise ValueError(f"{name}: must be a finite number, got {value!r}")
+    return float(value)
+
+
+def positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """A finite number > 0 (or >= 0 with ``allow_zero``).
+
+    >>> positive(87.1, "energy_kev")
+    87.1
+    >>> positive(-1, "energy_kev")
+    Traceback (most recent call last):
+    ...
+    ValueError: energy_kev: must be a positive number, got -1
+    """
+    if not _is_number(value) or not math.isfinite(float(value)) or value < 0 or (value == 0 and not allow_zero):
+        what = "a number >= 0" if allow_zero else "a positive number"
+        raise ValueError(f"{name}: must be {what}, got {value!r}")
+    return float(value)
+
+
+def positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:
+    """An integer >= 1 (or >= 0 with ``allow_zero``); floats and booleans are refused.
+
+    >>> positive_int(3, "npt")
+    3
+    >>> positive_int(300.5, "npt")
+    Traceback (most recent call last):
+    ...
+    ValueError: npt: must be a positive integer, got 300.5
+    """
+    low = 0 if allow_zero else 1
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+        what = "an integer >= 0" if allow_zero else "a positive integer"
+        raise ValueError(f"{name}: must be {what}, got {value!r}")
+    return int(value)
+
+
+def boolean(value: Any, name: str) -> bool:
+    """A real ``True``/``False`` (not 0/1, not a string)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: must be true or false, got {value!r}")
+    return bool(value)
+
+
+def string(value: Any, name: str) -> str:
+    """A non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name}: must be a non-empty string, got {value!r}")
+    return value
+
+
+def choice(value: Any, name: str, options: Sequence[Any]) -> Any:
+    """One of ``options``.
+
+    >>> choice("gzip", "compression", COMPRESSIONS)
+    'gzip'
+    >>> choice("lzf", "compression", COMPRESSIONS)
+    Traceback (most recent call last):
+    ...
+    ValueError: compression: must be one of 'bitshuffle', 'gzip', 'none', got 'lzf'
+    """
+    try:
+        ok = value in options
+    except TypeError:  # unhashable value against a dict/set of options
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}: must be one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
+
+
+def optional_choice(value: Any, name: str, options: Sequence[str]) -> str | None:
+    """``None`` or one of ``options`` (strings compared case-insensitively).
+
+    >>> optional_choice("Poisson", "error_model", ERROR_MODELS)
+    'poisson'
+    >>> optional_choice(None, "error_model", ERROR_MODELS) is None
+    True
+    """
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lower() in options:
+        return value.lower()
+    raise ValueError(f"{name}: must be None or one of {', '.join(map(repr, options))}, got {value!r}")
+
+
+def pair(value: Any, name: str) -> tuple[float, float]:
+    """Two finite numbers ``(a, b)``."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ValueError(f"{name}: must be a pair of numbers, got {value!r}")
+    return number(value[0], name), number(value[1], name)
+
+
+def value_range(value: Any, name: str, *, lo_bound: float = -np.inf, hi_bound: float = np.inf,
+                allow_inf: bool = False) -> tuple[float, float]:
+    """``(low, high)`` with ``low < high``, both within ``[lo_bound, hi_bound]``.
+
+    ``allow_inf`` lets ``high`` be ``inf`` (an open upper end).
+
+    >>> value_range([20, 28], "radial_range")
+    (20.0, 28.0)
+    >>> value_range((5, 1), "radial_range")
+    Traceback (most recent call last):
+    ...
+    ValueError: radial_range: must be (low, high) with low < high, got (5, 1)
+    """
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2 \
+            or not all(_is_number(v) for v in value):
+        raise ValueError(f"{name}: must be a (low, high) pair of numbers, got {value!r}")
+    lo, hi = float(value[0]), float(value[1])
+    if not math.isfinite(lo) or not (math.isfinite(hi) or (allow_inf and hi == math.inf)):
+        raise ValueError(f"{name}: must be finite, got {value!r}")
+    if lo < lo_bound or hi > hi_bound:
+        raise ValueError(f"{name}: must lie within [{lo_bound}, {hi_bound}], got {value!r}")
+    if not lo < hi:
+        raise ValueError(f"{name}: must be (low, high) with low < high, got {value!r}")
+    return lo, hi
+
+
+def positive_array(value: Any, name: str) -> np.ndarray:
+    """A non-empty float array of finite values > 0.
+
+    >>> positive_array([1, 2.5], "energy_kev")
+    array([1. , 2.5])
+    """
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: must be finite and > 0, got {value!r}") from None
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name}: must be finite and > 0, got {value!r}")
+    return arr
