@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .options import positive_array as _positive
+
 #: h*c in keV*Angstrom (CODATA 2018)
 HC_KEV_A = 12.398419843320026
 
@@ -105,13 +107,6 @@ __all__ = [
     "d_to_two_theta",
     "two_theta_to_d",
 ]
-
-
-def _positive(value: Any, name: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
-    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return arr
 
 
 def _out(arr: np.ndarray):
