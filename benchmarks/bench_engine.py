@@ -57,11 +57,11 @@ class IntegrateEngine:
         self._run(engine)
 
     def track_matrix_mb(self, n_frames, size, split, engine):
-        from xrdflow import _engine
+        from xrdflow import engines
 
         if engine != "xrdflow":
             return 0.0
-        return _engine.engine_cache_info()["nbytes"] / 2**20
+        return engines.engine_cache_info()["nbytes"] / 2**20
 
     track_matrix_mb.unit = "MB"
 
@@ -75,15 +75,15 @@ class MatrixBuild:
 
     def setup(self, size, split):
         from benchmarks.ratio_engine import _geometry
-        from xrdflow import _engine
+        from xrdflow import engines
 
         self.geom = _geometry(size)
-        _engine.build_sparse(_geometry(64), (64, 64), npt=50, unit="q_nm^-1", split=split)  # numba cache
+        engines.build_sparse(_geometry(64), (64, 64), npt=50, unit="q_nm^-1", split=split)  # numba cache
 
     def _build(self, size, split):
-        from xrdflow import _engine
+        from xrdflow import engines
 
-        return _engine.build_sparse(self.geom, (size, size), npt=2000, unit="q_nm^-1", split=split,
+        return engines.build_sparse(self.geom, (size, size), npt=2000, unit="q_nm^-1", split=split,
                                     polarization_factor=0.99)
 
     def time_build(self, size, split):

@@ -6,7 +6,7 @@ Per method (no split, bbox, full; 2048 x 2048 uint16 frames by default), in one 
 * pyFAI ``integrate1d`` loop, one warmed integrator, OpenMP limited to 1 thread, and the same
   loop with pyFAI's own OpenMP threads (what a user gets by default);
 * xrdflow ``integrate(..., engine="pyfai")`` and ``engine="xrdflow"`` on dask threads;
-* the fused engine called eagerly (``_engine.integrate_frames(threads=N)``).
+* the fused engine called eagerly (``engines.integrate_frames(threads=N)``).
 
 Set-up costs (pyFAI's CSR build, the fused matrix, numba compilation) are excluded from every
 figure by a warm-up; each figure is the best of ``--repeat`` runs. The machine load is printed.
@@ -62,7 +62,7 @@ def compare_methods(frames, geom, *, npt, workers, repeat, methods, pyfai_frames
     import xarray as xr
     from threadpoolctl import threadpool_limits
 
-    from xrdflow import _engine
+    from xrdflow import engines
     from xrdflow import integrate
 
     n = frames.shape[0]
@@ -97,10 +97,10 @@ def compare_methods(frames, geom, *, npt, workers, repeat, methods, pyfai_frames
                 if engine == "xrdflow":
                     err = np.abs(out.values[:pyfai_frames] - ref).max() / np.abs(ref).max()
         key = (geom, frames.shape[1:], npt, opts["unit"], None, None, split, "", True, 0.99, "")
-        sparse = _engine.get_sparse(key, lambda: _engine.build_sparse(
+        sparse = engines.get_sparse(key, lambda: engines.build_sparse(
             geom, frames.shape[1:], npt=npt, unit=opts["unit"], split=split, polarization_factor=0.99))
-        _engine.integrate_frames(sparse, frames[:8], threads=workers)
-        t, _ = _best(lambda: _engine.integrate_frames(sparse, frames, threads=workers), repeat)
+        engines.integrate_frames(sparse, frames[:8], threads=workers)
+        t, _ = _best(lambda: engines.integrate_frames(sparse, frames, threads=workers), repeat)
         figures["eager_xrdflow"] = n / t
         rows.append((split, figures, err, sparse))
         print(f"\n[{split}] {n} frames {frames.shape[1]}x{frames.shape[2]} {frames.dtype}, npt {npt}, "
@@ -122,7 +122,7 @@ def end_to_end(frames, geom, *, npt, workers, repeat, split="bbox"):
     import h5py
 
     from benchmarks.common import warm_page_cache, write_tiff_series
-    from xrdflow import _engine
+    from xrdflow import engines
     from xrdflow import ingest
     from xrdflow import integrate, write_patterns
     from xrdflow import open_frames
@@ -185,7 +185,7 @@ def end_to_end(frames, geom, *, npt, workers, repeat, split="bbox"):
           f"load {_load()}")
     for name, t in times.items():
         print(f"  {name:<28}: {n / t:8.1f} frames/s   ({1e3 * t / n:6.2f} ms/frame)")
-    print(f"  fused matrices held by this process: {_engine.engine_cache_info()['nbytes'] / 2**20:.0f} MB")
+    print(f"  fused matrices held by this process: {engines.engine_cache_info()['nbytes'] / 2**20:.0f} MB")
     return times
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import shared
+from xrdflow.engines.pyfai import cached_integrator
 from xrdflow.geometry import (
     Geometry,
-    cached_integrator,
     d_to_q,
     d_to_two_theta,
     energy_to_wavelength,

@@ -121,7 +121,7 @@ def test_one_integrator_per_thread_not_per_task(monkeypatch):
 
     import importlib
 
-    mod = importlib.import_module("xrdflow._integrate")  # the package attribute is the function
+    mod = importlib.import_module("xrdflow.engines.pyfai")  # where the tasks get their integrator
 
     seen = {}
     real = mod.cached_integrator
@@ -307,17 +307,19 @@ def test_dioptas_fe3o4_map_flipud():
 _SETUP_RACE = """
 import threading, importlib, numpy as np
 from xrdflow.geometry import Geometry
-integ = importlib.import_module("xrdflow._integrate")
-opts = dict(npt=100, unit="q_nm^-1", radial_range=None, method=("bbox", "csr", "cython"),
-            polarization_factor=0.99, correct_solid_angle=True, mask_negative=True,
-            engine_key=None)
+pyfai_engine = importlib.import_module("xrdflow.engines.pyfai")
+matrix_engine = importlib.import_module("xrdflow.engines.matrix")
+from xrdflow.engines import IntegrationSpec
+spec = IntegrationSpec(npt=100, unit="q_nm^-1", radial_range=None, method=("bbox", "csr", "cython"),
+                       polarization_factor=0.99, correct_solid_angle=True, mask_negative=True,
+                       error_model=None, engine="xrdflow")
 img = np.random.default_rng(0).poisson(10, (128, 128)).astype(np.uint16)
 def work(k):
     for i in range(6):
         g = Geometry(dist=1.0 + 0.01 * (10 * k + i), poni1=0.013, poni2=0.012, wavelength=1.4e-11,
                      detector="Detector", pixel1=2e-4, pixel2=2e-4, max_shape=(128, 128))
-        integ._integrate_frame(g.to_pyfai(), img, opts, None, None)          # pyFAI path
-        integ._fused_sparse(g, (128, 128), dict(opts, engine_key=("race", k, i)), None, None, None)
+        pyfai_engine.integrate_frame(g.to_pyfai(), img, spec, None, None)          # pyFAI path
+        matrix_engine.process_sparse(g, (128, 128), spec.replace(engine_key=("race", k, i)), None, None, None)
 threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
 [t.start() for t in threads]; [t.join() for t in threads]
 print("ok")

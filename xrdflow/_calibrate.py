@@ -422,9 +422,9 @@ def calibrate(
         det.max_shape = shape
     masked = np.zeros(shape, dtype=bool)
     if mask is not None:
-        from ._integrate import _load_mask
+        from ._integrate import load_mask
 
-        masked |= _load_mask(mask, shape, flip=orientation == "flipud").astype(bool)
+        masked |= load_mask(mask, shape, flip=orientation == "flipud").astype(bool)
     if mask_negative and img.dtype.kind in "if":
         masked |= img < 0
     if img.dtype.kind == "f":

@@ -3,14 +3,14 @@
 Two engines, identical results (to float32 rounding):
 
 * ``"xrdflow"`` (the default where it applies, see :func:`integrate`): pyFAI builds the
-  sparse matrix of the method (geometry and pixel splitting); :mod:`xrdflow._engine` folds
+  sparse matrix of the method (geometry and pixel splitting); :mod:`xrdflow.engines` folds
   the static corrections into it once per process and applies it with a numba kernel that
   reads the frames in the detector's own dtype (no float copy, no preprocessing passes).
 * ``"pyfai"``: ``integrate1d`` frame by frame, as described below.
 
 ``integrate`` maps one task per block of whole frames. A task receives the frames, the
 (static) mask and a :class:`~xrdflow.geometry.Geometry` (a few floats); it takes this
-thread's cached pyFAI integrator (:func:`xrdflow.geometry.cached_integrator`: one per thread
+thread's cached pyFAI integrator (:func:`xrdflow.engines.pyfai.cached_integrator`: one per thread
 and per process, built once, never shipped in the graph, never shared between threads:
 pyFAI's CSR engines keep a per-engine scratch buffer) and calls ``integrate1d`` on every
 frame, exactly as a user would frame by frame.
@@ -31,40 +31,23 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import Geometry, cached_integrator
+from .engines.pyfai import cached_integrator
+from .geometry import Geometry
+from .options import ALGORITHMS as _ALGOS
+from .options import DEFAULT_METHOD, ENGINES, ERROR_MODELS, INTEGRATION_UNITS, ORIENTATIONS
+from .options import IMPLEMENTATIONS as _IMPLS
+from .options import PIXEL_SPLITS as _SPLITS
+from .options import choice, number, optional_choice, positive_int, value_range
+from .units import DEGREE, INTENSITY, RADIAL_UNITS, attrs
 
 logger = logging.getLogger("xrdflow.integrate")  # public name, not the private module
 
 __all__ = [
     "integrate",
-    "ENGINES",
     "sectors_around_axis",
-    "DEFAULT_METHOD",
-    "RADIAL_UNITS",
+    "load_mask",
+    "load_image",
 ]
-
-#: pyFAI method used unless told otherwise: bounding-box pixel splitting, CSR sparse
-#: matrix, Cython implementation (pyFAI's usual choice for fast repeated integration).
-DEFAULT_METHOD = ("bbox", "csr", "cython")
-
-#: pyFAI radial unit -> (dimension name, units, long_name, NeXus long_name)
-RADIAL_UNITS = {
-    "q_nm^-1": ("q", "1/nm", "scattering vector q", "q"),
-    "q_A^-1": ("q", "1/A", "scattering vector q", "q"),
-    "2th_deg": ("two_theta", "deg", "scattering angle 2theta", "2theta"),
-    "2th_rad": ("two_theta", "rad", "scattering angle 2theta", "2theta"),
-    "r_mm": ("r", "mm", "radius on the detector", "r"),
-}
-
-_SPLITS = {"no": "no", "nosplit": "no", "bbox": "bbox", "splitbbox": "bbox", "pseudo": "pseudo",
-           "full": "full", "splitpixel": "full"}
-_ALGOS = {"histogram": "histogram", "histo": "histogram", "lut": "lut", "csr": "csr", "csc": "csc"}
-_IMPLS = {"python": "python", "numpy": "python", "cython": "cython", "opencl": "opencl", "ocl": "opencl"}
-
-INTENSITY_UNITS = "arbitrary units"
-
-#: engine names accepted by :func:`integrate`
-ENGINES = ("auto", "xrdflow", "pyfai")
 
 #: pyFAI sparse algorithms whose matrix the fused engine applies (LUT/CSC hold the same matrix)
 _FUSED_ALGOS = ("csr", "lut", "csc")
@@ -165,7 +148,9 @@ def sectors_around_axis(axis_deg: float = 0.0, half_width_deg: float = 10.0) -> 
             "transverse": (float(axis_deg) + 90.0, float(half_width_deg))}
 
 
-def _load_mask(mask, shape, *, flip: bool):
+def load_mask(mask, shape, *, flip: bool):
+    """A static mask (array or fabio-readable file, non-zero = masked) -> contiguous int8
+    array of the frame shape, flipped up-down if ``flip``."""
     if mask is None:
         return None
     if isinstance(mask, (str, os.PathLike)):
@@ -191,7 +176,7 @@ def _load_mask(mask, shape, *, flip: bool):
     return np.ascontiguousarray(arr, dtype=np.int8)
 
 
-def _load_image(image, shape, name: str, dtype):
+def load_image(image, shape, name: str, dtype):
     """dark/flat: None, an array or a fabio-readable file -> contiguous ``dtype`` array."""
     if image is None:
         return None
@@ -226,125 +211,6 @@ def _fused_covers(method) -> tuple[bool, str]:
     return True, ""
 
 
-# --------------------------------------------------------------------------- kernel
-def _pyfai_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
-    return dict(
-        unit=opts["unit"],
-        method=opts["method"],
-        correctSolidAngle=opts["correct_solid_angle"],
-        polarization_factor=opts["polarization_factor"],
-    )
-
-
-def _sector_integrator(geometry: Geometry, sector: dict[str, Any] | None, shape, opts, mask):
-    """This thread's integrator for one sector (variants share the base's geometry arrays)."""
-    if sector is None:
-        return cached_integrator(geometry)
-    base = cached_integrator(geometry)
-    warm_key = (shape, opts["unit"], opts["method"])
-    warmed = getattr(base, "_xrdflow_warmed", set())
-    if warm_key not in warmed:
-        # compute the geometry arrays once in the base so that every sector copy shares them
-        base.integrate1d(np.zeros(shape, np.float32), opts["npt"], mask=mask, **_pyfai_kwargs(opts))
-        base.reset_engines()
-        warmed = set(warmed) | {warm_key}
-        base._xrdflow_warmed = warmed
-    variant = ("sector", sector["lo"], sector["hi"], sector["disc_at_pi"], warm_key)
-    ai = cached_integrator(geometry, variant)
-    if not sector["disc_at_pi"] and ai.chiDiscAtPi:
-        ai.setChiDiscAtZero()
-    return ai
-
-
-def _token(value):
-    """Hashable stand-in for an integrate1d argument (arrays by identity: they are cached)."""
-    if isinstance(value, np.ndarray):
-        return ("array", id(value), value.shape)
-    return repr(value)
-
-
-def _integrate_frame(ai, img, opts, mask, azimuth_range, dark=None, flat=None):
-    kwargs = _pyfai_kwargs(opts)
-    if opts["mask_negative"] and img.dtype.kind in "if":
-        img = np.where(img < 0, img.dtype.type(-1), img)
-        kwargs.update(dummy=-1.0, delta_dummy=0.0)
-    if opts.get("error_model"):
-        kwargs["error_model"] = opts["error_model"]
-    call = dict(radial_range=opts["radial_range"], azimuth_range=azimuth_range, mask=mask, dark=dark,
-                flat=flat, **kwargs)
-    # The first call on an integrator builds its arrays and engine, evaluating pyFAI's unit
-    # equations, which must not run in two threads at once (_threads.PYFAI_LOCK); later
-    # calls reuse the engine and run in parallel.
-    warm = ai.__dict__.setdefault("_xrdflow_warm", set())
-    key = (opts["npt"],) + tuple(sorted((k, _token(v)) for k, v in call.items()))
-    if key in warm:
-        return ai.integrate1d(img, opts["npt"], **call)
-    from ._threads import PYFAI_LOCK
-
-    with PYFAI_LOCK:
-        res = ai.integrate1d(img, opts["npt"], **call)
-    warm.add(key)
-    return res
-
-
-def _invalid_test(geometry: Geometry, dtype, mask_negative: bool):
-    """The fused engine's invalid-pixel test reproducing what the pyFAI path does for ``dtype``:
-    negative pixels (``mask_negative`` on signed/float frames: pyFAI's dummy=-1 after clamping),
-    else the detector's own dummy/delta_dummy if it has one (e.g. Pilatus: -2 +- 1.5), else
-    non-finite values only. -> (mode, dummy, delta_dummy)"""
-    from . import _engine
-
-    dtype = np.dtype(dtype)
-    if mask_negative and dtype.kind in "if":
-        return _engine.MODE_NEGATIVE, None, None
-    dummy, delta = cached_integrator(geometry).detector.get_dummies(dtype)
-    if dummy is None:
-        return _engine.MODE_FINITE, None, None
-    return _engine.MODE_DUMMY, float(dummy), (None if delta is None else float(delta))
-
-
-def _fused_sparse(geometry: Geometry, shape, opts, sectors, mask, flat):
-    """This process's matrix for the integration described by ``opts`` (built once)."""
-    from . import _engine
-
-    key = opts["engine_key"]
-    if flat is not None and geometry.orientation == "flipud":
-        flat = np.flipud(flat)  # build_sparse wants pyFAI's orientation (like the mask)
-
-    def build():
-        from ._threads import PYFAI_LOCK
-
-        with PYFAI_LOCK:  # pyFAI's unit equations must not run in two threads at once
-            return _engine.build_sparse(
-                geometry, shape, npt=opts["npt"], unit=opts["unit"], radial_range=opts["radial_range"],
-                sectors=sectors, split=opts["method"][0], mask=mask,
-                correct_solid_angle=opts["correct_solid_angle"],
-                polarization_factor=opts["polarization_factor"], flat=flat)
-
-    return _engine.get_sparse(key, build)
-
-
-def _integrate_block_fused(block, mask, dark, flat, *, geometry, opts, sectors, out_dtype):
-    from . import _engine
-
-    block = np.asarray(block)
-    n = block.shape[0]
-    npt = opts["npt"]
-    nsec = len(sectors) if sectors else None
-    sparse = _fused_sparse(geometry, block.shape[1:], opts, sectors, mask, flat)
-    mode, dummy, delta = _invalid_test(geometry, block.dtype, opts["mask_negative"])
-    errors = bool(opts.get("error_model"))
-    inten, err = _engine.integrate_frames(sparse, block, mode=mode, dummy=dummy, delta_dummy=delta,
-                                          dark=dark, errors=errors)
-    shape = (n, nsec, npt) if nsec else (n, npt)
-    if errors:
-        out = np.empty(shape + (2,), dtype=out_dtype)
-        out[..., 0] = inten.reshape(shape)
-        out[..., 1] = err.reshape(shape)
-        return out
-    return inten.reshape(shape).astype(out_dtype, copy=False)
-
-
 def _single_block(value):
     """The one block inside blockwise's nested lists (``[[block]]`` -> ``block``)."""
     while isinstance(value, (list, tuple)):
@@ -354,54 +220,20 @@ def _single_block(value):
     return value
 
 
-def _integrate_block(block, mask=None, dark=None, flat=None, *, geometry: Geometry, opts: dict[str, Any],
-                     sectors, out_dtype):
+def _integrate_block(block, mask=None, dark=None, flat=None, *, geometry: Geometry, spec, sectors, out_dtype):
     """Integrate a block of whole frames (n, y, x) -> (n, npt) or (n, nsectors, npt)
-    (with a last axis (intensity, error) of size 2 when an error model is asked for).
+    (with a last axis (intensity, error) of size 2 when an error model is asked for),
+    with the engine ``spec.engine`` names.
 
     Arrays may come wrapped in the nested lists of ``blockwise(concatenate=False)``, one
     block per contracted axis.
     """
-    block, mask, dark, flat = (_single_block(a) for a in (block, mask, dark, flat))
-    if opts.get("engine") == "xrdflow":
-        return _integrate_block_fused(block, mask, dark, flat, geometry=geometry, opts=opts,
-                                      sectors=sectors, out_dtype=out_dtype)
-    block = np.asarray(block)
-    n = block.shape[0]
-    npt = opts["npt"]
-    nsec = len(sectors) if sectors else None
-    errors = bool(opts.get("error_model"))
-    out = np.empty(((n, nsec, npt) if nsec else (n, npt)) + ((2,) if errors else ()), dtype=out_dtype)
-    shape = block.shape[1:]
-    flip = geometry.orientation == "flipud"
-    if flip:  # dark and flat come as read; pyFAI sees the flipped image
-        dark = None if dark is None else np.flipud(dark)
-        flat = None if flat is None else np.flipud(flat)
-    # One level of parallelism: dask runs blocks in parallel, so pyFAI's own OpenMP loops run
-    # on one thread here (two levels oversubscribe the cores; same results either way).
-    from ._threads import openmp_single_thread
+    from .engines import matrix, pyfai
 
-    with openmp_single_thread():
-        for i in range(n):
-            img = np.flipud(block[i]) if flip else block[i]
-            if nsec:
-                for j, sec in enumerate(sectors):
-                    ai = _sector_integrator(geometry, sec, shape, opts, mask)
-                    res = _integrate_frame(ai, img, opts, mask, (sec["lo"], sec["hi"]), dark, flat)
-                    if errors:
-                        out[i, j, :, 0] = res.intensity
-                        out[i, j, :, 1] = res.sigma
-                    else:
-                        out[i, j] = res.intensity
-            else:
-                ai = cached_integrator(geometry)
-                res = _integrate_frame(ai, img, opts, mask, None, dark, flat)
-                if errors:
-                    out[i, :, 0] = res.intensity
-                    out[i, :, 1] = res.sigma
-                else:
-                    out[i] = res.intensity
-    return out
+    block, mask, dark, flat = (_single_block(a) for a in (block, mask, dark, flat))
+    engine = matrix if spec.engine == "xrdflow" else pyfai
+    return engine.integrate_block(block, mask, dark, flat, geometry=geometry, spec=spec, sectors=sectors,
+                                  out_dtype=out_dtype)
 
 
 # --------------------------------------------------------------------------- public
@@ -478,7 +310,7 @@ def integrate(
         ``integrate1d(..., error_model="poisson")``), returned as the coordinate
         ``I_errors`` (same dims as the patterns, lazy, computed by the same tasks).
     engine : {"auto", "xrdflow", "pyfai"}
-        ``"xrdflow"``: the fused engine (:mod:`xrdflow._engine`): pyFAI's sparse matrix for
+        ``"xrdflow"``: the fused engine (:mod:`xrdflow.engines`): pyFAI's sparse matrix for
         the method with the corrections folded in once per worker process, applied by a
         numba kernel to the frames in their own dtype; same results as pyFAI (to float32
         rounding) at several times the speed. It covers the sparse methods (``csr``,
@@ -510,51 +342,71 @@ def integrate(
     >>> float(p.compute().isel(frame=0).mean().round(2))
     1.0
     """
-    import dask.array as da
     import xarray as xr
 
-    # ---- eager validation
+    spec, sectors = _spec(geometry, npt=npt, unit=unit, radial_range=radial_range,
+                          mask_orientation=mask_orientation, mask_negative=mask_negative,
+                          azimuth_sectors=azimuth_sectors, method=method,
+                          polarization_factor=polarization_factor, correct_solid_angle=correct_solid_angle,
+                          error_model=error_model, engine=engine)
+    data, frame_dim, coords_frame, in_attrs, single = _frames_as_dask(frames, geometry, frames_per_chunk)
+    shape = tuple(int(s) for s in data.shape[1:])
+    mask_arr, dark_arr, flat_arr = _static_arrays(geometry, shape, mask, mask_orientation, dark, flat)
+    spec, radial, out_dtype = _radial_axis(geometry, shape, spec, sectors, mask_arr, flat_arr)
+    result, errors_data = _graph(data, spec, geometry, sectors, out_dtype, mask_arr, dark_arr, flat_arr)
+    dims = [frame_dim] + (["azimuth"] if sectors else []) + [RADIAL_UNITS[spec.unit].dim]
+    coords = _coords(frames, frame_dim, coords_frame, spec, radial, sectors)
+    if errors_data is not None:
+        coords["I_errors"] = xr.Variable(dims, errors_data, {
+            "units": INTENSITY, "long_name": f"{spec.error_model} error of the intensity"})
+    attrs = _attrs(geometry, spec, in_attrs, mask_arr, dark_arr, flat_arr)
+    out = xr.DataArray(result, dims=dims, coords=coords, attrs=attrs, name="intensity")
+    if single:
+        out = out.isel({frame_dim: 0}, drop=True)
+    return out
+
+
+def _spec(geometry, *, npt, unit, radial_range, mask_orientation, mask_negative, azimuth_sectors, method,
+          polarization_factor, correct_solid_angle, error_model, engine):
+    """Validate integrate()'s options eagerly -> (IntegrationSpec, sectors)."""
+    from .engines import IntegrationSpec
+
     if not isinstance(geometry, Geometry):
         raise ValueError(f"geometry: expected an xrdflow Geometry, got {type(geometry).__name__}")
-    if isinstance(npt, bool) or not isinstance(npt, (int, np.integer)) or npt < 1:
-        raise ValueError(f"npt: number of radial bins must be a positive integer, got {npt!r}")
-    npt = int(npt)
-    if unit not in RADIAL_UNITS:
-        raise ValueError(f"unit: expected one of {sorted(RADIAL_UNITS)}, got {unit!r}")
+    npt = positive_int(npt, "npt")
+    choice(unit, "unit", INTEGRATION_UNITS)
     if radial_range is not None:
-        try:
-            lo, hi = (float(v) for v in radial_range)
-        except (TypeError, ValueError):
-            raise ValueError(f"radial_range: expected (min, max), got {radial_range!r}") from None
-        if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
-            raise ValueError(f"radial_range: expected min < max, got {radial_range!r}")
-        radial_range = (lo, hi)
-    if mask_orientation not in ("as_read", "flipud"):
-        raise ValueError(f"mask_orientation: expected 'as_read' or 'flipud', got {mask_orientation!r}")
+        radial_range = value_range(radial_range, "radial_range")
+    choice(mask_orientation, "mask_orientation", ORIENTATIONS)
     if polarization_factor is not None:
-        polarization_factor = float(polarization_factor)
+        polarization_factor = number(polarization_factor, "polarization_factor")
         if not -1.0 <= polarization_factor <= 1.0:
             raise ValueError(f"polarization_factor: must be in [-1, 1], got {polarization_factor}")
     method = _normalize_method(method)
     sectors = _normalize_sectors(azimuth_sectors)
-    if engine not in ENGINES:
-        raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
-    if error_model is not None:
-        if not isinstance(error_model, str) or error_model.lower() != "poisson":
-            raise ValueError(f"error_model: expected None or 'poisson', got {error_model!r}")
-        error_model = "poisson"
+    choice(engine, "engine", ENGINES)
+    error_model = optional_choice(error_model, "error_model", ERROR_MODELS)
     fused_ok, why_not = _fused_covers(method)
     if engine == "xrdflow" and not fused_ok:
         raise ValueError(f"engine: the xrdflow engine does not cover this integration ({why_not}); "
                          "use engine='pyfai' or 'auto'")
     if engine == "auto":
-        if fused_ok:
-            engine = "xrdflow"
-        else:
-            engine = "pyfai"
+        engine = "xrdflow" if fused_ok else "pyfai"
+        if not fused_ok:
             logger.info("integrate: using pyFAI's integrate1d (engine='pyfai') because %s", why_not)
+    spec = IntegrationSpec(npt=npt, unit=unit, radial_range=radial_range, method=method,
+                           polarization_factor=polarization_factor,
+                           correct_solid_angle=bool(correct_solid_angle), mask_negative=bool(mask_negative),
+                           error_model=error_model, engine=engine)
+    return spec, sectors
 
-    # ---- frames -> dask (frame, y, x) with whole frames per chunk
+
+def _frames_as_dask(frames, geometry, frames_per_chunk):
+    """frames (DataArray, dask or numpy; (frame, y, x) or (y, x)) -> dask (frame, y, x) with
+    whole frames per chunk, and the frame labels -> (data, frame_dim, frame coords, attrs, single)."""
+    import dask.array as da
+    import xarray as xr
+
     coords_frame: dict[str, Any] = {}
     in_attrs: dict[str, Any] = {}
     frame_dim = "frame"
@@ -573,15 +425,17 @@ def integrate(
         raise ValueError(f"frames: expected (frame, y, x) or (y, x), got shape {getattr(data, 'shape', None)}")
     if single:
         data = data[None]
+    if frames_per_chunk is not None:
+        frames_per_chunk = positive_int(frames_per_chunk, "frames_per_chunk")
     if not isinstance(data, da.Array):
         data = np.asarray(data)
         if frames_per_chunk is None:
             from .nexus import frames_per_chunk_for
 
             frames_per_chunk = frames_per_chunk_for(data[0].nbytes)
-        data = da.from_array(data, chunks=(int(frames_per_chunk), -1, -1))
+        data = da.from_array(data, chunks=(frames_per_chunk, -1, -1))
     elif frames_per_chunk is not None:
-        data = data.rechunk((int(frames_per_chunk), -1, -1))
+        data = data.rechunk((frames_per_chunk, -1, -1))
     if len(data.chunks[1]) > 1 or len(data.chunks[2]) > 1:
         data = data.rechunk({1: -1, 2: -1})
     if data.dtype.kind not in "biuf":
@@ -591,64 +445,74 @@ def integrate(
         raise ValueError(
             f"frames: frame shape {shape} does not match the detector shape {geometry.max_shape}"
         )
+    return data, frame_dim, coords_frame, in_attrs, single
+
+
+def _static_arrays(geometry, shape, mask, mask_orientation, dark, flat):
+    """The mask (with the detector's own), dark and flat as arrays of the frame shape."""
     flip = geometry.orientation == "flipud"
-    mask_arr = _load_mask(mask, shape, flip=(flip != (mask_orientation == "flipud")))
+    mask_arr = load_mask(mask, shape, flip=(flip != (mask_orientation == "flipud")))
     # combine with the detector's own mask (pyFAI ignores it once a mask is passed)
-    ai0 = cached_integrator(geometry)
-    det_mask = ai0.detector.mask
+    det_mask = cached_integrator(geometry).detector.mask
     if mask_arr is not None and det_mask is not None and det_mask.shape == shape:
         mask_arr = np.ascontiguousarray(mask_arr | (det_mask != 0), dtype=np.int8)
+    return mask_arr, load_image(dark, shape, "dark", np.float32), load_image(flat, shape, "flat", np.float32)
 
-    dark_arr = _load_image(dark, shape, "dark", np.float32)
-    flat_arr = _load_image(flat, shape, "flat", np.float32)
 
-    opts = dict(npt=npt, unit=unit, radial_range=radial_range, method=method,
-                polarization_factor=polarization_factor,
-                correct_solid_angle=bool(correct_solid_angle), mask_negative=bool(mask_negative),
-                error_model=error_model, engine=engine)
+def _radial_axis(geometry, shape, spec, sectors, mask_arr, flat_arr):
+    """The radial bin centres and the output dtype -> (spec, radial, dtype).
 
-    # ---- radial axis (and output dtype) from one eager integration of an empty frame
-    # (the fused engine takes it from its matrix, built here once for this process)
-    if engine == "xrdflow" and not (sectors and radial_range is None):
-        probe = None
-        out_dtype = np.dtype(np.float32)
-    else:
-        probe = ai0.integrate1d(np.zeros(shape, np.float32), npt, radial_range=radial_range,
-                                mask=mask_arr, **_pyfai_kwargs(opts))
+    pyFAI gives them from one eager integration of an empty frame; the fused engine takes
+    them from its matrix, built here once for this process. With sectors and no radial
+    range, the range of the full ring is fixed so that every sector has the same bins.
+    """
+    from .engines import array_digest
+    from .engines.matrix import process_sparse
+
+    npt = spec.npt
+    ai0 = cached_integrator(geometry)
+    probe = None
+    radial = None
+    out_dtype = np.dtype(np.float32)
+    if spec.engine != "xrdflow" or (sectors and spec.radial_range is None):
+        probe = ai0.integrate1d(np.zeros(shape, np.float32), npt, radial_range=spec.radial_range,
+                                mask=mask_arr, **spec.pyfai_kwargs())
         radial = np.asarray(probe.radial, dtype=np.float64)
         out_dtype = np.asarray(probe.intensity).dtype
-    if probe is not None and sectors and radial_range is None:
-        step = (radial[-1] - radial[0]) / (npt - 1) if npt > 1 else 0.0
-        if npt > 1:
-            opts["radial_range"] = (float(radial[0] - step / 2), float(radial[-1] + step / 2))
-            probe = ai0.integrate1d(np.zeros(shape, np.float32), npt, radial_range=opts["radial_range"],
-                                    mask=mask_arr, **_pyfai_kwargs(opts))
-            radial = np.asarray(probe.radial, dtype=np.float64)
+    if probe is not None and sectors and spec.radial_range is None and npt > 1:
+        step = (radial[-1] - radial[0]) / (npt - 1)
+        spec = spec.replace(radial_range=(float(radial[0] - step / 2), float(radial[-1] + step / 2)))
+        probe = ai0.integrate1d(np.zeros(shape, np.float32), npt, radial_range=spec.radial_range,
+                                mask=mask_arr, **spec.pyfai_kwargs())
+        radial = np.asarray(probe.radial, dtype=np.float64)
     if probe is not None:  # drop the probe's engine (pyFAI runs gc.collect: ~90 ms, so only then)
         ai0.reset_engines()
-    if engine == "xrdflow":
-        from ._engine import array_digest
-
-        opts["engine_key"] = (geometry, shape, npt, unit, opts["radial_range"],
-                              tuple(tuple(sorted(s.items())) for s in sectors) if sectors else None,
-                              method[0], array_digest(mask_arr), bool(correct_solid_angle),
-                              polarization_factor, array_digest(flat_arr))
+    if spec.engine == "xrdflow":
+        spec = spec.replace(engine_key=(
+            geometry, shape, npt, spec.unit, spec.radial_range,
+            tuple(tuple(sorted(s.items())) for s in sectors) if sectors else None,
+            spec.method[0], array_digest(mask_arr), spec.correct_solid_angle,
+            spec.polarization_factor, array_digest(flat_arr)))
         # build (or reuse) this process's matrix now: it gives the radial axis, and tasks
         # running in this process (threaded scheduler) share it
-        sparse = _fused_sparse(geometry, shape, opts, sectors, mask_arr, flat_arr)
+        sparse = process_sparse(geometry, shape, spec, sectors, mask_arr, flat_arr)
         if probe is None:
             radial = np.asarray(sparse.radial, dtype=np.float64)
+    return spec, radial, out_dtype
 
-    # ---- graph
-    kw = dict(geometry=geometry, opts=opts, sectors=sectors, out_dtype=out_dtype)
-    extra = "e" if error_model else ""
+
+def _graph(data, spec, geometry, sectors, out_dtype, mask_arr, dark_arr, flat_arr):
+    """One blockwise task per block of frames -> (intensities, errors or None), lazy."""
+    import dask.array as da
+
+    extra = "e" if spec.error_model else ""
     if sectors:
-        new_axes = {"s": len(sectors), "q": npt}
+        new_axes = {"s": len(sectors), "q": spec.npt}
         out_ind = "fsq" + extra
     else:
-        new_axes = {"q": npt}
+        new_axes = {"q": spec.npt}
         out_ind = "fq" + extra
-    if error_model:
+    if spec.error_model:
         new_axes["e"] = 2
     meta = np.empty((0,) * len(out_ind), dtype=out_dtype)
     args: list[Any] = [data, "fyx"]
@@ -659,35 +523,41 @@ def integrate(
     # concatenate=True would copy every block (64 MB for 8 frames, a third of the time
     # of the fused engine without splitting) just to join one piece
     result = da.blockwise(_integrate_block, out_ind, *args, new_axes=new_axes, concatenate=False,
-                          dtype=out_dtype, meta=meta, **kw)
-    errors_data = None
-    if error_model:
-        result, errors_data = result[..., 0], result[..., 1]
+                          dtype=out_dtype, meta=meta, geometry=geometry, spec=spec, sectors=sectors,
+                          out_dtype=out_dtype)
+    if spec.error_model:
+        return result[..., 0], result[..., 1]
+    return result, None
 
-    # ---- labels
-    rdim, runits, rlong, _ = RADIAL_UNITS[unit]
-    dims = [frame_dim] + (["azimuth"] if sectors else []) + [rdim]
-    coords: dict[str, Any] = {rdim: xr.Variable((rdim,), radial, {"units": runits, "long_name": rlong})}
+
+def _coords(frames, frame_dim, coords_frame, spec, radial, sectors) -> dict[str, Any]:
+    """Radial axis, the frames' own coords and the sectors' labels."""
+    import xarray as xr
+
+    ru = RADIAL_UNITS[spec.unit]
+    coords: dict[str, Any] = {ru.dim: xr.Variable((ru.dim,), radial, attrs(ru.long_name, ru.units))}
     if isinstance(frames, xr.DataArray) and frames.ndim == 3 and frame_dim in frames.coords:
         coords[frame_dim] = frames.coords[frame_dim].variable
     coords.update(coords_frame)
     if sectors:
-        coords["azimuth"] = xr.Variable(
-            ("azimuth",), np.array([s["center"] for s in sectors]),
-            {"units": "deg", "long_name": "azimuth chi (sector centre, pyFAI convention)"})
-        coords["sector"] = xr.Variable(("azimuth",), np.array([s["name"] for s in sectors], dtype=object),
-                                       {"long_name": "azimuthal sector"})
-        coords["sector_half_width"] = xr.Variable(
-            ("azimuth",), np.array([s["half_width"] for s in sectors]),
-            {"units": "deg", "long_name": "sector half width"})
-        coords["azimuth_min"] = xr.Variable(("azimuth",), np.array([s["lo"] for s in sectors]),
-                                            {"units": "deg", "long_name": "sector lower chi limit"})
-        coords["azimuth_max"] = xr.Variable(("azimuth",), np.array([s["hi"] for s in sectors]),
-                                            {"units": "deg", "long_name": "sector upper chi limit"})
-    attrs = {
+        def per_sector(key, long_name, units=DEGREE, dtype=None):
+            return xr.Variable(("azimuth",), np.array([s[key] for s in sectors], dtype=dtype),
+                               attrs(long_name, units))
+
+        coords["azimuth"] = per_sector("center", "azimuth chi (sector centre, pyFAI convention)")
+        coords["sector"] = per_sector("name", "azimuthal sector", None, object)
+        coords["sector_half_width"] = per_sector("half_width", "sector half width")
+        coords["azimuth_min"] = per_sector("lo", "sector lower chi limit")
+        coords["azimuth_max"] = per_sector("hi", "sector upper chi limit")
+    return coords
+
+
+def _attrs(geometry, spec, in_attrs, mask_arr, dark_arr, flat_arr) -> dict[str, Any]:
+    """Units and provenance of the patterns: the geometry and every option."""
+    out = {
         "long_name": "intensity",
-        "units": INTENSITY_UNITS,
-        "radial_unit": unit,
+        "units": INTENSITY,
+        "radial_unit": spec.unit,
         "wavelength_a": geometry.wavelength_a,
         "energy_kev": geometry.energy_kev,
         "dist_m": geometry.dist,
@@ -701,32 +571,26 @@ def integrate(
         "pixel2_m": geometry.pixel2,
         "orientation": geometry.orientation,
         "geometry": json.dumps(geometry.as_dict(), sort_keys=True),
-        "method": ",".join(method),
-        "npt": npt,
-        "correct_solid_angle": int(bool(correct_solid_angle)),
-        "polarization_applied": int(polarization_factor is not None),
-        "mask_negative": int(bool(mask_negative)),
+        "method": ",".join(spec.method),
+        "npt": spec.npt,
+        "correct_solid_angle": int(spec.correct_solid_angle),
+        "polarization_applied": int(spec.polarization_factor is not None),
+        "mask_negative": int(spec.mask_negative),
         "masked_pixels": int(mask_arr.sum()) if mask_arr is not None else 0,
         "integrator": "pyFAI",
-        "engine": engine,
+        "engine": spec.engine,
     }
     if dark_arr is not None:
-        attrs["dark_subtracted"] = 1
+        out["dark_subtracted"] = 1
     if flat_arr is not None:
-        attrs["flat_applied"] = 1
-    if error_model:
-        attrs["error_model"] = error_model
-    if polarization_factor is not None:
-        attrs["polarization_factor"] = polarization_factor
-    if opts["radial_range"] is not None:
-        attrs["radial_range"] = json.dumps(list(opts["radial_range"]))
+        out["flat_applied"] = 1
+    if spec.error_model:
+        out["error_model"] = spec.error_model
+    if spec.polarization_factor is not None:
+        out["polarization_factor"] = spec.polarization_factor
+    if spec.radial_range is not None:
+        out["radial_range"] = json.dumps(list(spec.radial_range))
     for key in ("source", "title"):
         if key in in_attrs and isinstance(in_attrs[key], str):
-            attrs[key] = in_attrs[key]
-    if errors_data is not None:
-        coords["I_errors"] = xr.Variable(dims, errors_data, {
-            "units": INTENSITY_UNITS, "long_name": f"{error_model} error of the intensity"})
-    out = xr.DataArray(result, dims=dims, coords=coords, attrs=attrs, name="intensity")
-    if single:
-        out = out.isel({frame_dim: 0}, drop=True)
+            out[key] = in_attrs[key]
     return out

@@ -3,7 +3,7 @@
 A :class:`Geometry` is a handful of floats and strings. It is what travels in a dask graph
 (never a pyFAI integrator): each worker thread builds its own
 :class:`pyFAI.integrator.azimuthal.AzimuthalIntegrator` from it once, through
-:func:`cached_integrator`, and reuses it for every frame.
+:func:`xrdflow.engines.pyfai.cached_integrator`, and reuses it for every frame.
 
 Image orientation is explicit. pyFAI PONI files apply to the image as fabio reads it
 (``orientation="as_read"``); Dioptas PONI files apply to the image flipped up-down
@@ -23,7 +23,6 @@ import json
 import math
 import os
 import re
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +41,6 @@ from .units import (  # noqa: F401  re-exported: the conversions belong with the
 
 __all__ = [
     "Geometry",
-    "cached_integrator",
-    "clear_integrator_cache",
-    "integrator_builds",
     "HC_KEV_A",
     "energy_to_wavelength",
     "wavelength_to_energy",
@@ -289,7 +285,7 @@ class Geometry:
     def to_pyfai(self):
         """A new :class:`~pyFAI.integrator.azimuthal.AzimuthalIntegrator` (not cached).
 
-        Use :func:`cached_integrator` to share one per thread.
+        Use :func:`xrdflow.engines.pyfai.cached_integrator` to share one per thread.
         """
         from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
@@ -303,10 +299,6 @@ class Geometry:
             wavelength=self.wavelength,
             detector=self._build_detector(),
         )
-
-    def integrator(self, variant: Any = None):
-        """This thread's cached integrator for this geometry (see :func:`cached_integrator`)."""
-        return cached_integrator(self, variant)
 
     # ------------------------------------------------------------------ PONI files
     @classmethod
@@ -394,50 +386,3 @@ class Geometry:
         text += f"# xrdflow_orientation: {self.orientation}\n"
         with atomic_output(path, lock=False) as tmp:
             Path(tmp).write_text(text, encoding="utf-8")
-
-
-# --------------------------------------------------------------------------- integrator cache
-_local = threading.local()
-_builds_lock = threading.Lock()
-_builds = 0
-
-
-def integrator_builds() -> int:
-    """How many integrators this process has built through :func:`cached_integrator`."""
-    return _builds
-
-
-def cached_integrator(geometry: Geometry, variant: Any = None):
-    """This thread's AzimuthalIntegrator for ``geometry`` (built once, then reused).
-
-    pyFAI's integrators keep per-engine scratch buffers, so one integrator must never be
-    used by two threads at the same time. The cache lives in a ``threading.local`` (one
-    dict per thread, per process) keyed by the geometry value and an optional hashable
-    ``variant`` (e.g. an azimuthal sector: pyFAI keeps one engine per method, so each
-    sector gets its own integrator). Variants are shallow copies of the base integrator of
-    the same thread, so they share its geometry arrays.
-    """
-    cache = getattr(_local, "cache", None)
-    if cache is None or getattr(_local, "pid", None) != os.getpid():
-        cache = _local.cache = {}
-        _local.pid = os.getpid()
-    key = (geometry, variant)
-    ai = cache.get(key)
-    if ai is None:
-        global _builds
-        if variant is None:
-            ai = geometry.to_pyfai()
-        else:
-            import copy
-
-            ai = copy.copy(cached_integrator(geometry, None))
-        cache[key] = ai
-        with _builds_lock:
-            _builds += 1
-    return ai
-
-
-def clear_integrator_cache() -> None:
-    """Drop this thread's cached integrators (frees their memory)."""
-    _local.cache = {}
-    _local.pid = os.getpid()

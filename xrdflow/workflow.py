@@ -514,7 +514,7 @@ def run_workflow(
                 geometry = Geometry.from_poni(poni)
                 reused.append("calibrate")
             else:
-                from .calibrate import calibrate
+                from ._calibrate import calibrate
 
                 figdir = out / "figures"
                 figdir.mkdir(exist_ok=True)
@@ -554,7 +554,7 @@ def run_workflow(
                              max_iter=pk["max_iter"], min_snr=pk["min_snr"])
             with compute_context(_compute_config(cfg["compute"], ComputeConfig), echo=say) as client:
                 if client is not None:  # the matrix integrate() built here: once to each worker
-                    from ._engine import share_with_workers
+                    from .engines import share_with_workers
 
                     share_with_workers(client, latest=1)
                 parts = _stream(patterns, fits, patterns_path, PatternWriter, atomic_output,

@@ -1,4 +1,4 @@
-"""xrdflow._engine: the fused engine reproduces pyFAI's integrate1d (<= 1e-6 of the pattern's
+"""xrdflow.engines: the fused engine reproduces pyFAI's integrate1d (<= 1e-6 of the pattern's
 maximum) for every method, correction, orientation, sector layout and detector dtype; its
 Poisson errors match pyFAI's error_model="poisson"; one shared matrix is thread-safe and gives
 bit-identical results whatever the threads, batches or chunks; the fallback path is logged."""
@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 
 from conftest import shared
-from xrdflow import _engine
+from xrdflow import engines
 from xrdflow.geometry import Geometry
 from xrdflow import integrate
 
@@ -131,9 +131,9 @@ def test_mask_negative_off_and_detector_dummies():
     _, ref, _ = _pyfai(arr, GEOM, npt=200, method=METHODS[1], mask_negative=False)
     _assert_close(got.values, ref)
     # explicit dummy test of the kernel against pyFAI's dummy/delta_dummy
-    sparse = _engine.build_sparse(GEOM, SHAPE, npt=200, unit="q_nm^-1", split="bbox")
+    sparse = engines.build_sparse(GEOM, SHAPE, npt=200, unit="q_nm^-1", split="bbox")
     for dummy, delta in ((-2.0, 1.5), (-1.0, 0.0), (0.0, 0.0)):
-        inten, _ = _engine.integrate_frames(sparse, arr, mode=_engine.MODE_DUMMY, dummy=dummy,
+        inten, _ = engines.integrate_frames(sparse, arr, mode=engines.MODE_DUMMY, dummy=dummy,
                                             delta_dummy=delta)
         _, ref, _ = _pyfai(arr, GEOM, npt=200, method=METHODS[1], mask_negative=False, dummy=dummy,
                            delta_dummy=delta)
@@ -196,12 +196,12 @@ def test_dark_and_flat(frames6, orientation):
 # ----------------------------------------------------------------------------- reproducibility
 @pytest.mark.parametrize("split", ["bbox", "no"])
 def test_bit_identical_across_batches_threads_and_chunks(frames6, split):
-    sparse = _engine.build_sparse(GEOM, SHAPE, npt=300, unit="q_nm^-1", split=split,
+    sparse = engines.build_sparse(GEOM, SHAPE, npt=300, unit="q_nm^-1", split=split,
                                   polarization_factor=0.99)
-    one = np.concatenate([_engine.integrate_frames(sparse, f, errors=True)[0] for f in frames6])
+    one = np.concatenate([engines.integrate_frames(sparse, f, errors=True)[0] for f in frames6])
     for batch in (1, 2, 4, 8):
         for threads in (1, 3):
-            got, err = _engine.integrate_frames(sparse, frames6, batch=batch, threads=threads, errors=True)
+            got, err = engines.integrate_frames(sparse, frames6, batch=batch, threads=threads, errors=True)
             np.testing.assert_array_equal(got, one)
     arr = xr.DataArray(da.from_array(frames6, chunks=(1, -1, -1)), dims=("frame", "y", "x"))
     method = (split, "csr", "cython")
@@ -215,33 +215,33 @@ def test_bit_identical_across_batches_threads_and_chunks(frames6, split):
 def test_thread_safety_one_shared_matrix():
     """48 different frames, 1 frame per task, 6 threads, one matrix shared read-only."""
     arr = _frames(48, seed=3)
-    before = _engine.engine_cache_info()["builds"]
+    before = engines.engine_cache_info()["builds"]
     p = integrate(xr.DataArray(da.from_array(arr, chunks=(1, -1, -1)), dims=("frame", "y", "x")),
                   GEOM, npt=400, polarization_factor=0.97)
     with dask.config.set(scheduler="threads", num_workers=6):
         got = p.compute()
-    assert _engine.engine_cache_info()["builds"] - before <= 1  # built once, shared by the threads
+    assert engines.engine_cache_info()["builds"] - before <= 1  # built once, shared by the threads
     _, ref, _ = _pyfai(arr, GEOM, npt=400, method=METHODS[1], polarization_factor=0.97)
     _assert_close(got.values, ref)
     assert np.abs(ref[0] - ref[-1]).max() > 0.1 * np.abs(ref).max()  # a mix-up would show
     # raw threads hammering the same SparseIntegrator
-    sparse = _engine.build_sparse(GEOM, SHAPE, npt=400, unit="q_nm^-1", split="full")
-    serial = _engine.integrate_frames(sparse, arr)[0]
+    sparse = engines.build_sparse(GEOM, SHAPE, npt=400, unit="q_nm^-1", split="full")
+    serial = engines.integrate_frames(sparse, arr)[0]
     with ThreadPoolExecutor(8) as pool:
-        parts = list(pool.map(lambda i: _engine.integrate_frames(sparse, arr[i:i + 1])[0], range(48)))
+        parts = list(pool.map(lambda i: engines.integrate_frames(sparse, arr[i:i + 1])[0], range(48)))
     np.testing.assert_array_equal(np.concatenate(parts), serial)
 
 
 def test_matrix_cache_bounded_and_reported(monkeypatch):
-    _engine.clear_engine_cache()
+    engines.clear_engine_cache()
     arr = _frames(1, seed=4)
     integrate(arr, GEOM, npt=100).compute()
-    info = _engine.engine_cache_info()
+    info = engines.engine_cache_info()
     assert info["entries"] == 1 and info["nbytes"] > 0 and "bbox split" in info["matrices"][0]
     monkeypatch.setenv("XRDFLOW_ENGINE_CACHE_MB", str(info["nbytes"] * 1.5 / 2**20))
     integrate(arr, GEOM, npt=120).compute()
     integrate(arr, GEOM, npt=140).compute()
-    info = _engine.engine_cache_info()
+    info = engines.engine_cache_info()
     assert info["entries"] == 1 and info["nbytes"] <= info["limit_bytes"]
 
 
@@ -316,7 +316,7 @@ def test_narrow_radial_range_uses_active_pixels_and_matches_pyfai(split):
     import dask.array as da
     import xarray as xr
 
-    from xrdflow import _engine
+    from xrdflow import engines
     from xrdflow.geometry import Geometry
     from xrdflow import integrate
 
@@ -329,7 +329,7 @@ def test_narrow_radial_range_uses_active_pixels_and_matches_pyfai(split):
     method = (split, "csr", "cython")
     kw = dict(npt=400, radial_range=(40.0, 45.0), method=method, polarization_factor=0.99)
     ours = integrate(arr, geom, engine="xrdflow", **kw).values
-    assert any("active pixels" in d for d in _engine.engine_cache_info()["matrices"])
+    assert any("active pixels" in d for d in engines.engine_cache_info()["matrices"])
     ai = geom.to_pyfai()
     ref = np.array([ai.integrate1d(f, 400, unit="q_nm^-1", radial_range=(40.0, 45.0), method=method,
                                    polarization_factor=0.99).intensity for f in frames])
@@ -351,7 +351,7 @@ def test_ell_layout_holds_exactly_the_csr_matrix(max_k):
     dense = np.zeros((nb, npix))
     dense[np.repeat(np.arange(nb), np.diff(indptr)), indices] = coef
 
-    K, active, ebins, ecoef, opix, obin, ocoef = _engine._to_ell(indptr, indices, coef, npix, max_k=max_k)
+    K, active, ebins, ecoef, opix, obin, ocoef = engines.to_ell(indptr, indices, coef, npix, max_k=max_k)
     assert opix.shape[0] > 0  # the overflow path is exercised
     rows_of = np.arange(npix) if active is None else active
     rebuilt = np.zeros((nb + K, npix))
@@ -372,15 +372,15 @@ def test_matrix_shipped_once_to_worker_processes_instead_of_rebuilt():
     process, which then integrates without a build of its own, to the same result."""
     distributed = pytest.importorskip("distributed")
     frames = _frames(6, dtype=np.uint16, negative=False)
-    _engine.clear_engine_cache()
+    engines.clear_engine_cache()
     integrate(frames, GEOM, npt=90, method=("no", "csr", "cython"))  # an older matrix: not sent
     patterns = integrate(frames, GEOM, npt=150, method=("bbox", "csr", "cython"), frames_per_chunk=2)
     expected = patterns.compute(scheduler="sync")
     with distributed.Client(n_workers=2, threads_per_worker=1, processes=True,
                             dashboard_address=None) as client:
-        assert _engine.share_with_workers(client) == 2
-        assert _engine.share_with_workers(client) == 0  # already held: nothing sent twice
+        assert engines.share_with_workers(client) == 2
+        assert engines.share_with_workers(client) == 0  # already held: nothing sent twice
         got = client.compute(patterns).result()
-        info = client.run(_engine.engine_cache_info)
+        info = client.run(engines.engine_cache_info)
     np.testing.assert_array_equal(got.values, expected.values)
     assert all(i["builds"] == 0 and i["entries"] == 1 for i in info.values()), info
