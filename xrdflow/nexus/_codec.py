@@ -1,6 +1,17 @@
-"""NX groups, fields, NXprocess provenance and attribute decoding (h5py only).
+"""NX groups, fields, NXprocess provenance, and the ONE xarray <-> HDF5 encoding (h5py only).
 
-The one place where xrdflow encodes values into HDF5 and decodes them back.
+Every xarray variable xrdflow stores (patterns, peaks, sweeps) is a NeXus field written by
+:func:`write_variable` and read back by :func:`read_variable` into the identical variable:
+
+- ``@xarray_name``, ``@xarray_dims`` (JSON list), ``@xarray_role`` (``data``/``coord``);
+- the variable's attrs as HDF5 attributes; those that HDF5 cannot hold as they are (None,
+  dicts, lists) as JSON, named in ``@xarray_json_attrs``;
+- ``units``/``long_name`` that NeXus wants but the variable does not have are marked by
+  ``@xarray_no_units`` / ``@xarray_no_long_name``, so they are not read back;
+- strings as variable-length UTF-8; datetimes and timedeltas as their int64 values with
+  ``@xarray_dtype`` (``datetime64[ns]``...), bit-exact; booleans as HDF5's enum bool.
+
+:func:`as_str` is the one bytes -> str decoding.
 """
 
 from __future__ import annotations
@@ -13,7 +24,22 @@ from typing import Any
 import h5py
 import numpy as np
 
-__all__ = ["nx_group", "write_field", "write_process", "read_attrs", "provenance"]
+__all__ = ["nx_group", "write_field", "write_process", "read_attrs", "provenance", "as_str",
+           "write_attrs", "read_encoded_attrs", "write_variable", "mark_variable", "read_variable",
+           "is_variable"]
+
+#: attribute names the encoding uses for itself
+RESERVED_ATTRS = frozenset({"xarray_name", "xarray_dims", "xarray_role", "xarray_dtype", "xarray_json_attrs",
+                            "xarray_no_units", "xarray_no_long_name", "xarray_object"})
+
+
+def as_str(value: Any) -> Any:
+    """``bytes`` -> ``str`` (UTF-8); anything else as it is.
+
+    >>> as_str(b"Mg 10-10"), as_str(3)
+    ('Mg 10-10', 3)
+    """
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def provenance() -> dict[str, str]:
@@ -120,8 +146,113 @@ def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     out = {}
     for key, value in obj.attrs.items():
         if isinstance(value, bytes):
-            value = value.decode()
+            value = as_str(value)
         elif isinstance(value, np.ndarray) and value.ndim == 0:
             value = value.item()
         out[key] = value
     return out
+
+
+def write_attrs(obj: h5py.HLObject, attrs: dict[str, Any]) -> None:
+    """Store an xarray ``attrs`` dict on an HDF5 object (see the module docstring)."""
+    json_keys = []
+    for key, value in attrs.items():
+        if key in RESERVED_ATTRS:
+            raise ValueError(f"attrs: attribute name {key!r} is reserved for xrdflow's encoding")
+        if value is None or isinstance(value, (dict, list, tuple)):
+            obj.attrs[key] = json.dumps(value, default=_json_default)
+            json_keys.append(key)
+        elif isinstance(value, np.generic):
+            obj.attrs[key] = value.item()
+        else:
+            obj.attrs[key] = value
+    if json_keys:
+        obj.attrs["xarray_json_attrs"] = json.dumps(json_keys)
+
+
+def read_encoded_attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    """The xarray ``attrs`` stored by :func:`write_attrs` (NX_class and the encoding's own
+    attributes left out)."""
+    attrs = read_attrs(obj)
+    json_keys = json.loads(attrs.pop("xarray_json_attrs", "[]"))
+    for key in RESERVED_ATTRS | {"NX_class"}:
+        attrs.pop(key, None)
+    for key in json_keys:
+        attrs[key] = json.loads(attrs[key])
+    return attrs
+
+
+def write_variable(group: h5py.Group, field: str, var, *, name: str | None, role: str = "data",
+                   nexus_attrs: dict[str, Any] | None = None, values=None, **kwargs: Any) -> h5py.Dataset:
+    """Write the xarray Variable ``var`` as the field ``group[field]``.
+
+    ``nexus_attrs`` (``units``, ``long_name``...) are what the NeXus definition asks for;
+    the variable's own attrs take precedence, and NeXus-only ones are not read back.
+    ``values`` (optional) are written instead of ``var.values``. Extra ``kwargs`` go to :meth:`h5py.Group.create_dataset`.
+    """
+    if role not in ("data", "coord"):
+        raise ValueError(f"role: must be 'data' or 'coord', got {role!r}")
+    if field in group:
+        del group[field]
+    values = np.asarray(var.values if values is None else values)
+    dtype_tag = None
+    if values.dtype.kind in "Mm":
+        dtype_tag = str(values.dtype)
+        values = values.view(np.int64)
+    if values.dtype.kind in "UO":
+        dset = group.create_dataset(field, data=values.astype(object), dtype=h5py.string_dtype(), **kwargs)
+        if values.dtype.kind == "O":
+            dset.attrs["xarray_object"] = 1
+    else:
+        dset = group.create_dataset(field, data=values, **kwargs)
+    attrs = dict(var.attrs)
+    for key, value in (nexus_attrs or {}).items():
+        if key not in attrs:
+            dset.attrs[key] = value
+            if key in ("units", "long_name"):
+                dset.attrs[f"xarray_no_{key}"] = 1
+    write_attrs(dset, attrs)
+    mark_variable(dset, name=name, dims=var.dims, role=role, dtype_tag=dtype_tag)
+    return dset
+
+
+def mark_variable(dset: h5py.Dataset, *, name: str | None, dims, role: str = "data", dtype_tag: str | None = None) -> None:
+    """The encoding's own attributes: what :func:`read_variable` needs to rebuild a variable."""
+    if name is not None:  # an unnamed DataArray stays unnamed
+        dset.attrs["xarray_name"] = str(name)
+    dset.attrs["xarray_dims"] = json.dumps([str(d) for d in dims])
+    dset.attrs["xarray_role"] = role
+    if dtype_tag:
+        dset.attrs["xarray_dtype"] = dtype_tag
+
+
+def is_variable(obj: h5py.HLObject) -> bool:
+    """Whether ``obj`` is a field written by :func:`write_variable`."""
+    return isinstance(obj, h5py.Dataset) and "xarray_dims" in obj.attrs
+
+
+def read_variable(dset: h5py.Dataset):
+    """A field written by :func:`write_variable` -> ``(name, role, xarray.Variable)``."""
+    import xarray as xr
+
+    raw = read_attrs(dset)
+    dims = tuple(json.loads(raw["xarray_dims"]))
+    if h5py.check_string_dtype(dset.dtype) is not None:
+        values = dset.asstr()[()]
+        if np.ndim(values):
+            values = np.asarray(values, dtype=object if raw.get("xarray_object") else str)
+        else:
+            values = np.asarray(str(values), dtype=object) if raw.get("xarray_object") else str(values)
+    else:
+        values = dset[()]
+    if "xarray_dtype" in raw:
+        values = np.asarray(values).view(raw["xarray_dtype"])
+    attrs = read_encoded_attrs(dset)
+    ordered: dict[str, Any] = {}
+    for key in ("units", "long_name"):
+        if key in attrs and not raw.get(f"xarray_no_{key}", 0):
+            ordered[key] = attrs[key]
+        attrs.pop(key, None)
+    ordered.update(attrs)
+    name = raw.get("xarray_name")
+    return name, raw.get("xarray_role", "data"), xr.Variable(dims, values, ordered)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..units import ANGSTROM, INTENSITY, RADIAL_UNITS
 from ._atomic import atomic_output
-from ._codec import nx_group, write_field, write_process
+from ._codec import (as_str, is_variable, mark_variable, nx_group, read_variable, write_attrs, write_field,
+                     write_process, write_variable)
 
 __all__ = ["write_patterns", "open_patterns", "PatternWriter"]
 
@@ -22,24 +22,6 @@ def _jsonable(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _write_var_field(group, name: str, var, nexus_attrs: dict[str, Any] | None = None):
-    import h5py
-
-    values = var.values
-    if values.dtype.kind in "OU":
-        dset = group.create_dataset(name, data=values.astype(object), dtype=h5py.string_dtype())
-    elif values.dtype.kind == "M":
-        dset = group.create_dataset(name, data=values.astype("datetime64[ns]").astype(np.int64))
-        dset.attrs["xrdflow_dtype"] = str(values.dtype)
-    else:
-        dset = group.create_dataset(name, data=values)
-    for key, val in (nexus_attrs or {}).items():
-        dset.attrs[key] = val
-    dset.attrs["xrdflow_dims"] = json.dumps(list(var.dims))
-    dset.attrs["xrdflow_attrs"] = json.dumps({k: _jsonable(v) for k, v in var.attrs.items()})
-    return dset
 
 
 def write_patterns(patterns, path_or_h5group, *, entry: str = "entry", blocks_per_batch: int = 8) -> None:
@@ -134,9 +116,6 @@ class PatternWriter:
         data.attrs["interpretation"] = "image" if self.has_azimuth else "spectrum"
         data.attrs["axes"] = (["."] + (["azimuthal_axis"] if self.has_azimuth else []) + ["radial_axis"]
                               if self.frame_dim else ["radial_axis"])
-        data.attrs["xrdflow_name"] = json.dumps(patterns.name)
-        data.attrs["xrdflow_dims"] = json.dumps(list(patterns.dims))
-        data.attrs["xrdflow_attrs"] = json.dumps({k: _jsonable(v) for k, v in attrs.items()})
 
         shape = tuple(int(s) for s in patterns.shape)
         if "I" in data:
@@ -144,8 +123,13 @@ class PatternWriter:
         chunks = (1,) + shape[1:] if self.frame_dim and shape[0] > 0 else None
         self.dset = data.create_dataset("I", shape=shape, dtype=patterns.dtype, chunks=chunks,
                                         compression="gzip" if chunks else None)
-        self.dset.attrs["long_name"] = "intensity"
-        self.dset.attrs["units"] = INTENSITY
+        # the DataArray's own attrs, and NeXus' long_name/units where it has none
+        for key, value in (("long_name", "intensity"), ("units", INTENSITY)):
+            if key not in attrs:
+                self.dset.attrs[key] = value
+                self.dset.attrs[f"xarray_no_{key}"] = 1
+        write_attrs(self.dset, attrs)
+        mark_variable(self.dset, name=patterns.name, dims=patterns.dims, role="data")
         self.data = data
 
     def write(self, frames: slice, values) -> None:
@@ -184,8 +168,7 @@ class PatternWriter:
                 for key in ("units", "long_name"):
                     if key in coord.attrs:
                         nx_attrs[key] = coord.attrs[key]
-            dset_c = _write_var_field(self.data, field, coord.variable, nx_attrs)
-            dset_c.attrs["xrdflow_name"] = name
+            write_variable(self.data, field, coord.variable, name=name, role="coord", nexus_attrs=nx_attrs)
 
 
 def _write_entry(patterns, parent, entry_name: str, nx_class: str, blocks_per_batch: int) -> None:
@@ -225,8 +208,23 @@ def _read_entry(parent, entry: str):
     import xarray as xr
 
     data = parent[entry]["data"]
-    if "xrdflow_dims" not in data.attrs:
+    if "xrdflow_dims" in data.attrs:
+        return _read_entry_v0(data)
+    if "I" not in data or not is_variable(data["I"]):
         raise ValueError(f"{data.file.filename}: {data.name} was not written by xrdflow.write_patterns")
+    name, _, var = read_variable(data["I"])
+    coords = {}
+    for key, dset in data.items():
+        if key != "I" and is_variable(dset):
+            cname, _, cvar = read_variable(dset)
+            coords[cname] = cvar
+    return xr.DataArray(var.data, dims=var.dims, coords=coords, attrs=var.attrs, name=name)
+
+
+def _read_entry_v0(data):
+    """Patterns written by xrdflow 0.1 (``@xrdflow_dims``/``@xrdflow_attrs`` JSON encoding)."""
+    import xarray as xr
+
     dims = json.loads(data.attrs["xrdflow_dims"])
     attrs = json.loads(data.attrs["xrdflow_attrs"])
     name = json.loads(data.attrs["xrdflow_name"])
@@ -235,15 +233,12 @@ def _read_entry(parent, entry: str):
     for key, dset in data.items():
         if key == "I" or "xrdflow_dims" not in dset.attrs:
             continue
-        cname = dset.attrs.get("xrdflow_name", key)
-        if isinstance(cname, bytes):
-            cname = cname.decode()
+        cname = as_str(dset.attrs.get("xrdflow_name", key))
         cdims = json.loads(dset.attrs["xrdflow_dims"])
         cattrs = json.loads(dset.attrs["xrdflow_attrs"])
         val = dset[()]
         if dset.dtype.kind == "O":
-            val = np.array([v.decode() if isinstance(v, bytes) else v for v in np.ravel(val)],
-                           dtype=object).reshape(np.shape(val))
+            val = np.array([as_str(v) for v in np.ravel(val)], dtype=object).reshape(np.shape(val))
             if np.ndim(val) == 0:
                 val = val.item()
         elif "xrdflow_dtype" in dset.attrs:

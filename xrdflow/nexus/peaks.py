@@ -11,23 +11,22 @@ Layout::
         /data                   NXdata       signal "center" (hard links), axes for silx
         /xarray_attrs           NXcollection the Dataset attrs
 
-Every field written from the Dataset carries ``@xarray_name``, ``@xarray_dims`` (JSON) and
-``@xarray_role`` ("data" or "coord") so :func:`open_result` rebuilds the identical Dataset.
+Every field is written by the one xarray encoding of :mod:`._codec` (``@xarray_name``,
+``@xarray_dims``, ``@xarray_role``...), so :func:`open_result` rebuilds the identical Dataset.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 import xarray as xr
 
 from ._atomic import atomic_output
-from ._codec import nx_group, read_attrs, write_field, write_process
+from ._codec import (as_str, is_variable, nx_group, read_encoded_attrs, read_variable, write_attrs,
+                     write_field, write_process, write_variable)
 
 __all__ = ["write_result", "open_result"]
 
@@ -43,33 +42,6 @@ NXSTRESS_NAMES = {
     "background_error": "background_errors",
     "phase": "phase_name",
 }
-_RESERVED_ATTRS = {"xarray_name", "xarray_dims", "xarray_role", "xarray_dtype", "xarray_json_attrs"}
-
-
-def _write_attrs(obj, attrs: dict[str, Any]) -> None:
-    json_keys = []
-    for key, value in attrs.items():
-        if key in _RESERVED_ATTRS:
-            raise ValueError(f"ds: attribute name {key!r} is reserved")
-        if value is None or isinstance(value, (dict, list, tuple)):
-            obj.attrs[key] = json.dumps(value)
-            json_keys.append(key)
-        else:
-            obj.attrs[key] = value
-    if json_keys:
-        obj.attrs["xarray_json_attrs"] = json.dumps(json_keys)
-
-
-def _read_attrs(obj) -> dict[str, Any]:
-    attrs = read_attrs(obj)
-    json_keys = json.loads(attrs.pop("xarray_json_attrs", "[]"))
-    for key in _RESERVED_ATTRS | {"NX_class"}:
-        attrs.pop(key, None)
-    for key in json_keys:
-        attrs[key] = json.loads(attrs[key])
-    return attrs
-
-
 def write_result(ds: xr.Dataset, path: str | os.PathLike, *, entry: str = "entry") -> Path:
     """Write a fit Dataset (from :func:`xrdflow.fit_peaks`) as a NeXus file.
 
@@ -123,31 +95,12 @@ def write_result(ds: xr.Dataset, path: str | os.PathLike, *, entry: str = "entry
             proc.attrs["default"] = "data"
             peaks = nx_group(ent, "peaks", "NXreflections")  # where NXstress puts it
             for name, field in names.items():
-                var = ds[name].variable
-                values = np.asarray(var.values)
-                dtype_tag = None
-                if values.dtype.kind in "Mm":
-                    dtype_tag = str(values.dtype)
-                    values = values.view(np.int64)
-                attrs = dict(var.attrs)
-                units = attrs.pop("units", None)
-                long_name = attrs.pop("long_name", None)
-                dset = write_field(peaks, field, values, units=units, long_name=long_name)
-                _write_attrs(dset, attrs)
-                dset.attrs["xarray_name"] = str(name)
-                dset.attrs["xarray_dims"] = json.dumps([str(d) for d in var.dims])
-                dset.attrs["xarray_role"] = "coord" if name in ds.coords else "data"
-                if dtype_tag:
-                    dset.attrs["xarray_dtype"] = dtype_tag
-                if units is None:
-                    dset.attrs["xarray_no_units"] = 1
-                if long_name is None:
-                    dset.attrs["xarray_no_long_name"] = 1
+                write_variable(peaks, field, ds[name].variable, name=str(name),
+                               role="coord" if name in ds.coords else "data")
             if "center_type" not in peaks and "position" in ds:
                 write_field(peaks, "center_type", str(ds.attrs.get("radial_dim", "position")))
-                peaks["center_type"].attrs["xarray_skip"] = 1
             note = nx_group(proc, "xarray_attrs", "NXcollection")
-            _write_attrs(note, dict(ds.attrs))
+            write_attrs(note, dict(ds.attrs))
             # NXdata for silx / h5web: the first variable (centre if present) against its dims
             signal_name = "position" if "position" in ds else next(iter(ds.data_vars), None)
             if signal_name is not None:
@@ -194,29 +147,9 @@ def open_result(path: str | os.PathLike, *, entry: str = "entry") -> xr.Dataset:
         except KeyError:
             raise ValueError(f"{path}: no /{entry}/peak_fit and /{entry}/peaks groups (not an xrdflow result)") from None
         for field in peaks:
-            dset = peaks[field]
-            if not isinstance(dset, h5py.Dataset) or "xarray_name" not in dset.attrs:
+            if not is_variable(peaks[field]):
                 continue
-            raw = read_attrs(dset)
-            name = raw["xarray_name"]
-            dims = tuple(json.loads(raw["xarray_dims"]))
-            if h5py.check_string_dtype(dset.dtype) is not None:
-                values = dset.asstr()[()]
-                values = np.asarray(values, dtype=str) if np.ndim(values) else str(values)
-            else:
-                values = dset[()]
-            if "xarray_dtype" in raw:
-                values = np.asarray(values).view(raw["xarray_dtype"])
-            attrs = _read_attrs(dset)
-            no_units = attrs.pop("xarray_no_units", 0)
-            no_long = attrs.pop("xarray_no_long_name", 0)
-            ordered = {}
-            if "units" in attrs and not no_units:
-                ordered["units"] = attrs.pop("units")
-            if "long_name" in attrs and not no_long:
-                ordered["long_name"] = attrs.pop("long_name")
-            ordered.update(attrs)
-            var = xr.Variable(dims, values, ordered)
-            (coords if raw["xarray_role"] == "coord" else data_vars)[name] = var
-        ds_attrs = _read_attrs(proc["xarray_attrs"]) if "xarray_attrs" in proc else {}
+            name, role, var = read_variable(peaks[field])
+            (coords if role == "coord" else data_vars)[as_str(name)] = var
+        ds_attrs = read_encoded_attrs(proc["xarray_attrs"]) if "xarray_attrs" in proc else {}
     return xr.Dataset(data_vars, coords=coords, attrs=ds_attrs)

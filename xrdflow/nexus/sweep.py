@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from ._atomic import atomic_output
-from ._codec import nx_group, write_field, write_process
+from ._codec import nx_group, write_field, write_process, write_variable
 
 __all__ = ["write_sweep"]
 
@@ -18,7 +18,7 @@ def write_sweep(ds: xr.Dataset, path: str | Path) -> Path:
 
     The file is written atomically. NeXus layout: ``/entry`` (NXentry, @default) with an
     NXprocess ``sweep`` (program, version, date, the parameters) and an NXdata ``data``
-    holding every variable as a field with ``@units``/``@long_name``, signal
+    holding every variable as a field (the one xarray encoding of :mod:`._codec`), signal
     ``two_theta`` and axes ``energy``, ``reflection``.
 
     Examples
@@ -58,14 +58,11 @@ def write_sweep(ds: xr.Dataset, path: str | Path) -> Path:
             data = nx_group(entry, "data", "NXdata", signal="two_theta",
                             axes=["energy", "reflection"])
             for name in list(ds.coords) + list(ds.data_vars):
-                var = ds[name]
-                values = var.values
-                if values.dtype == bool:
-                    values = values.astype(np.int8)
-                dset = write_field(data, name, values, units=var.attrs.get("units") or None,
-                                   long_name=var.attrs.get("long_name"))
-                if var.dims:
-                    dset.attrs["dims"] = list(var.dims)
+                var = ds[name].variable
+                if var.dtype == bool:  # NeXus readers know int8 flags better than HDF5 enums
+                    var = xr.Variable(var.dims, var.values.astype(np.int8), {**var.attrs, "flag_values": [0, 1]})
+                write_variable(data, str(name), var, name=str(name),
+                               role="coord" if name in ds.coords else "data")
             for i, ax in enumerate(("energy", "reflection")):
                 data.attrs[f"{ax}_indices"] = i
     return path
