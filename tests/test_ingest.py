@@ -176,13 +176,13 @@ def test_resume_after_interruption(small_frames, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ingest_mod, "_read_one", flaky)
     with pytest.raises(Interrupt):
-        xrdflow.ingest(paths, out, energy_kev=87.1, workers=1)
+        xrdflow.ingest(paths, out, energy_kev=87.1, n_workers=1)
     assert not out.exists(), "a half-written file stands under the final name"
     assert nexus.partial_path(out).exists()
 
     monkeypatch.setattr(ingest_mod, "_read_one", lambda frame, *a: (calls.append(frame.path.name), real_read(frame, *a))[1])
     calls.clear()
-    report = xrdflow.ingest(paths, out, energy_kev=87.1, workers=1)
+    report = xrdflow.ingest(paths, out, energy_kev=87.1, n_workers=1)
     assert report.n_reused == 7 and report.n_written == 5
     assert calls == [p.name for p in paths[7:]]  # only the frames not yet stored are read
     assert not nexus.partial_path(out).exists()
@@ -383,8 +383,18 @@ def test_ingest_memory_does_not_grow_with_frames(tmp_path):
     for n in (8, 48):
         paths = write_tiffs(tmp_path / f"src{n}", rng.integers(0, 4000, size=(n, 256, 256), dtype=np.uint16))
         tracemalloc.start()
-        xrdflow.ingest(paths, tmp_path / f"raw{n}.nxs", energy_kev=87.1, workers=2)
+        xrdflow.ingest(paths, tmp_path / f"raw{n}.nxs", energy_kev=87.1, n_workers=2)
         peaks[n] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     chunk = 256 * 256 * 2  # one frame, uncompressed: an upper bound of one compressed chunk
     assert peaks[48] - peaks[8] < 10 * chunk, peaks
+
+
+def test_workers_is_a_deprecated_alias_of_n_workers(small_frames, tmp_path):
+    frames, paths = small_frames
+    with pytest.warns(DeprecationWarning, match="n_workers"):
+        report = xrdflow.ingest(paths, tmp_path / "raw.nxs", energy_kev=87.1, workers=1)
+    assert report.n_written == len(paths)
+    np.testing.assert_array_equal(xrdflow.open_frames(tmp_path / "raw.nxs").values, frames)
+    with pytest.raises(ValueError, match="n_workers"):
+        xrdflow.ingest(paths, tmp_path / "raw2.nxs", energy_kev=87.1, n_workers=0)

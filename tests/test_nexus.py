@@ -111,3 +111,26 @@ def test_patterns_written_now_read_back_as_release_0_1_wrote_them(tmp_path):
     old = xrdflow.open_patterns(_legacy("patterns_2d.nxs"))
     xrdflow.write_patterns(old, tmp_path / "again.nxs")
     xr.testing.assert_identical(xrdflow.open_patterns(tmp_path / "again.nxs"), old)
+
+
+@pytest.mark.parametrize("kw", [{}, {"batch_frames": 1}, {"batch_frames": 5}, {"batch_frames": 100}])
+def test_write_patterns_in_batches_of_frames(tmp_path, kw, raise_if_dask_computes):
+    import dask.array as da
+
+    values = np.random.default_rng(1).random((11, 7)).astype(np.float32)
+    p = xr.DataArray(da.from_array(values, chunks=(2, -1)), dims=("frame", "q"),
+                     coords={"q": ("q", np.arange(7.0), {"units": "1/nm"})}, attrs={"radial_unit": "q_nm^-1"})
+    n_blocks = 6
+    expected = {None: 1, 1: n_blocks, 5: 3, 100: 1}[kw.get("batch_frames")]
+    with raise_if_dask_computes(max_computes=expected) as sched:
+        xrdflow.write_patterns(p, tmp_path / "p.nxs", **kw)
+    assert sched.total == expected
+    np.testing.assert_array_equal(xrdflow.open_patterns(tmp_path / "p.nxs").values, values)
+
+
+def test_blocks_per_batch_is_deprecated(tmp_path):
+    p = xr.DataArray(np.ones((2, 3), np.float32), dims=("frame", "q"), attrs={"radial_unit": "q_nm^-1"})
+    with pytest.warns(DeprecationWarning, match="batch_frames"):
+        xrdflow.write_patterns(p, tmp_path / "p.nxs", blocks_per_batch=2)
+    with pytest.raises(ValueError, match="batch_frames"):
+        xrdflow.write_patterns(p, tmp_path / "q.nxs", batch_frames=0)

@@ -29,8 +29,9 @@ import h5py
 import numpy as np
 
 from . import _bshuf, nexus
-from .nexus import nx_group, write_field
-from .units import energy_to_wavelength
+from .nexus import raw as raw_layout
+from .nexus import write_field
+from .options import COMPRESSIONS, choice, positive, positive_int
 
 log = logging.getLogger("xrdflow.ingest")  # public name, not the private module
 
@@ -43,14 +44,10 @@ FRAME_SUFFIXES = (
     ".gz", ".bz2",
 )
 _TIFF = (".tif", ".tiff")
-COMPRESSIONS = ("bitshuffle", "gzip", "none")
 _BSHUF_BLOCK_BYTES = 8192  # bitshuffle's own default block (bshuf_default_block_size)
 _FLUSH_EVERY_S = 2.0
 
-_UNIT_SUFFIXES = {
-    "N": "N", "kN": "kN", "s": "s", "ms": "ms", "min": "min", "h": "h", "mm": "mm", "um": "um",
-    "MPa": "MPa", "GPa": "GPa", "C": "degC", "degC": "degC", "K": "K", "pct": "%",
-}
+
 
 
 class BadFrameError(ValueError):
@@ -273,10 +270,6 @@ class _Frame:
     buffers: list = field(default_factory=list)  # pooled buffers behind ``chunk``
 
 
-#: per-frame pixel counts recorded by ingest (NXdetector fields, coords of open_frames)
-PIXEL_FLAGS = ("n_saturated", "n_nonfinite", "n_negative")
-
-
 def pixel_check(data: np.ndarray) -> tuple[tuple[int, int, int], str | None]:
     """Counts of suspicious pixels in one frame, and why the frame is unusable (or None).
 
@@ -443,70 +436,7 @@ def read_log(path: str | os.PathLike, numbers: np.ndarray) -> dict[str, np.ndarr
     return {name: col[order] for name, col in columns.items()}
 
 
-def _units_of(name: str) -> str | None:
-    if name in ("applied_strain", "strain", "engineering_strain", "true_strain"):
-        return "1"
-    suffix = name.rsplit("_", 1)[-1] if "_" in name else ""
-    return _UNIT_SUFFIXES.get(suffix)
-
-
 # --------------------------------------------------------------------------- writing
-
-
-def _create_layout(f: h5py.File, *, n, shape, dtype, compression, energy_kev, title, detector,
-                   log_fields, numbers, paths):
-    f.attrs["default"] = "entry"
-    f.attrs["creator"] = "xrdflow"
-    f.attrs["HDF5_Version"] = h5py.version.hdf5_version
-    entry = nx_group(f, "entry", "NXentry", default="data")
-    write_field(entry, "title", title)
-    write_field(entry, "definition", "NXmonopd")
-    write_field(entry, "start_time", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    instrument = nx_group(entry, "instrument", "NXinstrument")
-    mono = nx_group(instrument, "monochromator", "NXmonochromator")
-    write_field(mono, "energy", float(energy_kev), units="keV", long_name="X-ray energy")
-    write_field(mono, "wavelength", float(energy_to_wavelength(energy_kev)), units="angstrom",
-                long_name="X-ray wavelength")
-    det = nx_group(instrument, "detector", "NXdetector")
-    if detector:
-        write_field(det, "description", str(detector))
-    kwargs = {}
-    if compression == "bitshuffle":
-        import hdf5plugin
-
-        kwargs.update(hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
-    elif compression == "gzip":
-        kwargs.update(compression="gzip", compression_opts=1)
-    data = det.create_dataset("data", shape=(n, *shape), dtype=dtype, chunks=(1, *shape), **kwargs)
-    data.attrs["units"] = "counts"
-    data.attrs["long_name"] = "detector counts as recorded (raw, bit-exact)"
-    data.attrs["interpretation"] = "image"
-    det.attrs["xrdflow_compression"] = compression
-    write_field(det, "frame_number", numbers, units="1", long_name="frame number")
-    write_field(det, "source_file", np.asarray([os.fspath(p.name) for p in paths], dtype=object),
-                long_name="source file of each frame")
-    write_field(det, "source_sha256", np.asarray([""] * n, dtype=object),
-                long_name="SHA-256 of each source file")
-    write_field(det, "source_stat", np.zeros((n, 2), dtype=np.int64),
-                long_name="size (bytes) and modification time (ns) of each source file")
-    write_field(det, "chunk_crc32", np.zeros(n, dtype=np.uint32),
-                long_name="CRC-32 of each stored (compressed) chunk")
-    write_field(det, "frame_valid", np.zeros(n, dtype=bool),
-                long_name="frame stored and valid")
-    write_field(det, "frame_error", np.asarray([""] * n, dtype=object),
-                long_name="why a frame is invalid (empty when valid)")
-    for name, what in zip(PIXEL_FLAGS, ("saturated (at the dtype's largest value)",
-                                        "non-finite (NaN or inf)", "negative")):
-        write_field(det, name, np.zeros(n, dtype=np.int64), units="1",
-                    long_name=f"number of {what} pixels in each frame")
-    det.attrs["source_folder"] = os.fspath(Path(paths[0]).resolve().parent) if paths else ""
-    sample = nx_group(entry, "sample", "NXsample")
-    for name, values in log_fields.items():
-        write_field(sample, name, values, units=_units_of(name), long_name=name.replace("_", " "))
-    nxdata = nx_group(entry, "data", "NXdata", signal="data", axes=["frame_number", ".", "."])
-    nxdata["data"] = data
-    nxdata["frame_number"] = det["frame_number"]
-    nxdata.attrs["frame_number_indices"] = 0
 
 
 def _existing_state(path: Path, paths: Sequence[Path], compression: str):
@@ -517,27 +447,20 @@ def _existing_state(path: Path, paths: Sequence[Path], compression: str):
     """
     try:
         with h5py.File(path, "r") as f:
-            det = f["entry/instrument/detector"]
-            data = det["data"]
-            names = [s.decode() if isinstance(s, bytes) else s for s in det["source_file"][()]]
-            if names != [p.name for p in paths] or det.attrs.get("xrdflow_compression") != compression:
-                return None
-            if any(name not in det for name in PIXEL_FLAGS):
-                return None  # written by an older xrdflow: start over
-            valid = det["frame_valid"][()]
-            shas = [s.decode() if isinstance(s, bytes) else s for s in det["source_sha256"][()]]
-            crcs = det["chunk_crc32"][()]
-            stats = det["source_stat"][()]
+            st = raw_layout.read_records(f)
+            if st is None or st["names"] != [p.name for p in paths] or st["compression"] != compression:
+                return None  # other sources, or written by an older xrdflow: start over
+            data = st["data"]
             done = {}
-            for i in np.flatnonzero(valid):
-                if tuple(stats[i]) != _stat(paths[i]):
+            for i in np.flatnonzero(st["valid"]):
+                if tuple(st["stats"][i]) != _stat(paths[i]):
                     continue  # the source changed since it was stored
                 try:
-                    _, raw = data.id.read_direct_chunk((int(i), 0, 0))
+                    _, chunk = data.id.read_direct_chunk((int(i), 0, 0))
                 except Exception:
                     continue
-                if zlib.crc32(raw) == int(crcs[i]):
-                    done[names[i]] = (int(i), shas[i])
+                if zlib.crc32(chunk) == int(st["crcs"][i]):
+                    done[st["names"][i]] = (int(i), st["shas"][i])
             return data.shape[1:], data.dtype, done
     except (OSError, KeyError) as exc:
         log.warning("%s: cannot resume from it (%s); starting over", path, exc)
@@ -554,9 +477,10 @@ def ingest(
     skip_bad: bool = False,
     detector: str | None = None,
     title: str | None = None,
-    workers: int | None = None,
+    n_workers: int | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    workers: int | None = None,
 ) -> IngestReport:
     """Store detector frames in one raw NeXus file, bit-exact, in the detector's dtype.
 
@@ -583,8 +507,9 @@ def ingest(
         Optional detector name (e.g. pyFAI's ``"Perkin"``), stored as the NXdetector description.
     title
         NXentry title; defaults to the output file's stem.
-    workers
-        Reader/compressor threads (default: number of CPUs).
+    n_workers
+        Reader/compressor threads (default: number of CPUs). ``workers=`` is a deprecated
+        alias.
     overwrite
         Re-ingest from scratch even if ``output`` already holds these frames.
     progress
@@ -599,19 +524,27 @@ def ingest(
     --------
     >>> import tempfile, pathlib, numpy as np, fabio
     >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> rng = np.random.default_rng(0)
     >>> for i in range(3):
-    ...     fabio.tifimage.TifImage(data=np.full((8, 8), i, np.uint16)).write(str(folder / f"f_{i}.tif"))
+    ...     frame = rng.poisson(100, (8, 8)).astype(np.uint16)
+    ...     fabio.tifimage.TifImage(data=frame).write(str(folder / f"f_{i}.tif"))
     >>> report = ingest(folder, folder / "raw.nxs", energy_kev=87.1)
-    >>> report.n_frames
-    3
+    >>> report.n_frames, report.n_written, report.bad
+    (3, 3, [])
+    >>> import xrdflow
+    >>> xrdflow.open_frames(folder / "raw.nxs").shape
+    (3, 8, 8)
     """
     t0 = time.perf_counter()
-    if not isinstance(energy_kev, (int, float, np.number)) or not np.isfinite(energy_kev) or energy_kev <= 0:
-        raise ValueError(f"energy_kev: must be a positive number of keV, got {energy_kev!r}")
-    if compression not in COMPRESSIONS:
-        raise ValueError(f"compression: must be one of {COMPRESSIONS}, got {compression!r}")
-    if workers is not None and (int(workers) != workers or workers < 1):
-        raise ValueError(f"workers: must be a positive integer, got {workers!r}")
+    if workers is not None:
+        warnings.warn("ingest(workers=...) is deprecated; use 'n_workers' instead", DeprecationWarning,
+                      stacklevel=2)
+        if n_workers is None:
+            n_workers = workers
+    positive(energy_kev, "energy_kev")
+    choice(compression, "compression", COMPRESSIONS)
+    if n_workers is not None:
+        n_workers = positive_int(n_workers, "n_workers")
     output = Path(output)
     if not output.parent.is_dir():
         raise FileNotFoundError(f"output: folder {output.parent} does not exist")
@@ -625,8 +558,8 @@ def ingest(
     with nexus.output_lock(output):
         if output.exists() and not overwrite:
             state = _existing_state(output, paths, compression)
-            if state is not None and len(state[2]) + _count_invalid(output) == n and _same_sources(paths, state[2]):
-                return IngestReport(output, n, 0, len(state[2]), _bad_list(output),
+            if state is not None and len(state[2]) + raw_layout.count_invalid(output) == n and _same_sources(paths, state[2]):
+                return IngestReport(output, n, 0, len(state[2]), raw_layout.bad_frames(output),
                                     time.perf_counter() - t0)
         partial = nexus.partial_path(output)
         state = None
@@ -647,13 +580,13 @@ def ingest(
             mode = "r+" if done else "w"
             with h5py.File(tmp, mode, libver=("v110", "latest") if mode == "w" else None) as f:
                 if mode == "w":
-                    _create_layout(f, n=n, shape=shape, dtype=dtype, compression=compression,
+                    raw_layout.create_layout(f, n=n, shape=shape, dtype=dtype, compression=compression,
                                    energy_kev=float(energy_kev), title=title or output.stem,
                                    detector=detector, log_fields=log_fields, numbers=numbers,
                                    paths=paths)
                 else:
-                    _update_log(f, log_fields)
-                _write_frames(f, paths, done, shape, dtype, compression, skip_bad, workers,
+                    raw_layout.update_log(f, log_fields)
+                _write_frames(f, paths, done, shape, dtype, compression, skip_bad, n_workers,
                               report, progress)
                 write_field(f["entry"], "end_time", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
                 nexus.write_process(f["entry"], "ingest", parameters={
@@ -665,26 +598,6 @@ def ingest(
     report.seconds = time.perf_counter() - t0
     log.info("%s", report)
     return report
-
-
-def _count_invalid(path: Path) -> int:
-    with h5py.File(path, "r") as f:
-        det = f["entry/instrument/detector"]
-        errors = det["frame_error"][()]
-        return int(sum(1 for e in errors if (e.decode() if isinstance(e, bytes) else e)))
-
-
-def _bad_list(path: Path) -> list[tuple[str, str]]:
-    with h5py.File(path, "r") as f:
-        det = f["entry/instrument/detector"]
-        names = det["source_file"][()]
-        errors = det["frame_error"][()]
-        out = []
-        for name, err in zip(names, errors):
-            err = err.decode() if isinstance(err, bytes) else err
-            if err:
-                out.append((name.decode() if isinstance(name, bytes) else name, err))
-        return out
 
 
 def _same_sources(paths: Sequence[Path], done: dict[str, tuple[int, str]]) -> bool:
@@ -702,45 +615,13 @@ def _same_sources(paths: Sequence[Path], done: dict[str, tuple[int, str]]) -> bo
     return all(done[p.name][1] == sha for p, sha in zip(names, shas))
 
 
-def _update_log(f: h5py.File, log_fields: dict[str, np.ndarray]) -> None:
-    sample = f["entry/sample"]
-    for name, values in log_fields.items():
-        write_field(sample, name, values, units=_units_of(name), long_name=name.replace("_", " "))
-
-
-class _Records:
-    """Per-frame records (checksum, CRC, validity, error, source stat) kept in memory and
-    written to the file together: one h5py call per field and flush, not five per frame."""
-
-    FIELDS = ("source_sha256", "chunk_crc32", "frame_valid", "frame_error", "source_stat", *PIXEL_FLAGS)
-
-    def __init__(self, det):
-        self.det = det
-        self.values = {k: det[k][()] for k in self.FIELDS}
-        for k in ("source_sha256", "frame_error"):
-            self.values[k] = np.asarray(
-                [v.decode() if isinstance(v, bytes) else v for v in self.values[k]], dtype=object)
-
-    def set(self, i: int, *, sha256: str, crc32: int = 0, valid: bool, error: str = "", stat=(-1, -1),
-            pixels=(0, 0, 0)):
-        v = self.values
-        v["source_sha256"][i], v["chunk_crc32"][i], v["frame_valid"][i] = sha256, crc32, valid
-        v["frame_error"][i], v["source_stat"][i] = error, stat
-        for name, count in zip(PIXEL_FLAGS, pixels):
-            v[name][i] = count
-
-    def write(self) -> None:
-        for k in self.FIELDS:
-            self.det[k][...] = self.values[k]
-
-
-def _write_frames(f, paths, done, shape, dtype, compression, skip_bad, workers, report, progress):
-    det = f["entry/instrument/detector"]
+def _write_frames(f, paths, done, shape, dtype, compression, skip_bad, n_workers, report, progress):
+    det = f[raw_layout.DETECTOR_GROUP]
     data = det["data"]
-    records = _Records(det)
+    records = raw_layout.FrameRecords(det)
     todo = [i for i, path in enumerate(paths) if path.name not in done]
     report.n_reused += len(paths) - len(todo)
-    workers = workers or os.cpu_count() or 2
+    workers = n_workers or os.cpu_count() or 2
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm

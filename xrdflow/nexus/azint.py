@@ -24,7 +24,8 @@ def _jsonable(value):
     return value
 
 
-def write_patterns(patterns, path_or_h5group, *, entry: str = "entry", blocks_per_batch: int = 8) -> None:
+def write_patterns(patterns, path_or_h5group, *, entry: str = "entry", batch_frames: int | None = None,
+                   blocks_per_batch: int | None = None) -> None:
     """Write patterns from :func:`integrate` as an NXazint1d (NXazint2d with sectors) entry.
 
     Parameters
@@ -37,6 +38,9 @@ def write_patterns(patterns, path_or_h5group, *, entry: str = "entry", blocks_pe
         (as NXentry at a file root, NXsubentry elsewhere).
     entry : str
         Name of the entry group.
+    batch_frames : int, optional
+        Frames computed together (whole dask blocks, at least one) before they are written;
+        by default 8 blocks at a time. ``blocks_per_batch=`` (in blocks) is deprecated.
 
     Examples
     --------
@@ -53,18 +57,27 @@ def write_patterns(patterns, path_or_h5group, *, entry: str = "entry", blocks_pe
     import h5py
     import xarray as xr
 
+    if blocks_per_batch is not None:
+        import warnings
+
+        warnings.warn("write_patterns(blocks_per_batch=...) is deprecated; use 'batch_frames' (in frames) "
+                      "instead", DeprecationWarning, stacklevel=2)
+    if batch_frames is not None:
+        from ..options import positive_int
+
+        batch_frames = positive_int(batch_frames, "batch_frames")
     if not isinstance(patterns, xr.DataArray):
         raise ValueError(f"patterns: expected an xarray.DataArray, got {type(patterns).__name__}")
     if isinstance(path_or_h5group, h5py.Group):
         parent = path_or_h5group
         cls = "NXentry" if parent.name == "/" else "NXsubentry"
-        _write_entry(patterns, parent, entry, cls, blocks_per_batch)
+        _write_entry(patterns, parent, entry, cls, batch_frames, blocks_per_batch)
         return
     path = Path(path_or_h5group)
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as fh:
             fh.attrs["default"] = entry
-            _write_entry(patterns, fh, entry, "NXentry", blocks_per_batch)
+            _write_entry(patterns, fh, entry, "NXentry", batch_frames, blocks_per_batch)
 
 
 class PatternWriter:
@@ -136,20 +149,29 @@ class PatternWriter:
         """Store computed patterns for the frames ``frames`` (positions along the frame dim)."""
         self.dset[frames] = values
 
-    def write_all(self, blocks_per_batch: int = 8) -> None:
-        """Compute the patterns a few dask blocks at a time and store them."""
+    def write_all(self, batch_frames: int | None = None, blocks_per_batch: int | None = None) -> None:
+        """Compute the patterns a few dask blocks at a time and store them: blocks are taken
+        together until they hold ``batch_frames`` frames (default: 8 blocks at a time)."""
         import dask
         import dask.array as da
 
         arr = self.patterns.data
         if isinstance(arr, da.Array) and self.frame_dim:
-            offsets = np.concatenate([[0], np.cumsum(arr.chunks[0])])
-            nblocks = len(arr.chunks[0])
-            for start in range(0, nblocks, max(1, blocks_per_batch)):
-                stop = min(nblocks, start + max(1, blocks_per_batch))
+            sizes = arr.chunks[0]
+            offsets = np.concatenate([[0], np.cumsum(sizes)])
+            nblocks = len(sizes)
+            start = 0
+            while start < nblocks:
+                stop = start + 1
+                if batch_frames is None:
+                    stop = min(nblocks, start + max(1, blocks_per_batch or 8))
+                else:
+                    while stop < nblocks and offsets[stop] - offsets[start] + sizes[stop] <= batch_frames:
+                        stop += 1
                 values = dask.compute(*[arr.blocks[b] for b in range(start, stop)])
                 for b, val in zip(range(start, stop), values):
                     self.write(slice(offsets[b], offsets[b + 1]), val)
+                start = stop
         else:
             self.dset[...] = np.asarray(self.patterns.values)
 
@@ -171,9 +193,9 @@ class PatternWriter:
             write_variable(self.data, field, coord.variable, name=name, role="coord", nexus_attrs=nx_attrs)
 
 
-def _write_entry(patterns, parent, entry_name: str, nx_class: str, blocks_per_batch: int) -> None:
+def _write_entry(patterns, parent, entry_name: str, nx_class: str, batch_frames, blocks_per_batch) -> None:
     writer = PatternWriter(patterns, parent, entry_name, nx_class)
-    writer.write_all(blocks_per_batch)
+    writer.write_all(batch_frames, blocks_per_batch)
     writer.finish()
 
 

@@ -1,21 +1,49 @@
-"""Raw NeXus frames: the layout of ``raw.nxs`` and its lazy reader :func:`open_frames`."""
+"""Raw NeXus frames: the layout of ``raw.nxs`` (written by :func:`xrdflow.ingest`) and its
+lazy reader :func:`open_frames`.
+
+Layout::
+
+    /entry                       NXentry       title, start_time, end_time, @default
+      /instrument/monochromator  NXmonochromator  energy (keV), wavelength (angstrom)
+      /instrument/detector       NXdetector    data [frame, y, x] (detector dtype, one chunk
+                                               per frame), frame_number, source_file,
+                                               source_sha256, source_stat, chunk_crc32,
+                                               frame_valid, frame_error, n_saturated...
+      /sample                    NXsample      the strain log's columns, one value per frame
+      /data                      NXdata        links to data and frame_number
+      /ingest                    NXprocess     program, version, date, input
+"""
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from ._codec import read_attrs
+from ..units import energy_to_wavelength
+from ._codec import as_str, nx_group, read_attrs, write_field
 
-__all__ = ["open_frames", "DETECTOR_PATH", "FRAMES_CHUNK_BYTES", "frames_per_chunk_for"]
+__all__ = ["open_frames", "DETECTOR_PATH", "DETECTOR_GROUP", "FRAMES_CHUNK_BYTES", "frames_per_chunk_for",
+           "create_layout", "update_log", "read_records", "FrameRecords", "count_invalid", "bad_frames",
+           "PIXEL_FLAGS", "units_of"]
 
 #: where the raw frames live in a raw NeXus file
 DETECTOR_PATH = "/entry/instrument/detector/data"
+DETECTOR_GROUP = DETECTOR_PATH.rsplit("/", 1)[0]
+
+#: per-frame counts of flagged pixels (NXdetector fields)
+PIXEL_FLAGS = ("n_saturated", "n_nonfinite", "n_negative")
+
+#: strain-log column suffix -> units
+UNIT_SUFFIXES = {
+    "N": "N", "kN": "kN", "s": "s", "ms": "ms", "min": "min", "h": "h", "mm": "mm", "um": "um",
+    "MPa": "MPa", "GPa": "GPa", "C": "degC", "degC": "degC", "K": "K", "pct": "%",
+}
 
 # --------------------------------------------------------------------------- raw frames
 
@@ -236,3 +264,140 @@ def open_frames(
                       stacklevel=2)
         out = out.isel(frame=np.flatnonzero(valid))
     return out
+
+
+# --------------------------------------------------------------------------- writing
+def units_of(name: str) -> str | None:
+    """Units of a strain-log column from its name (``load_N`` -> ``N``, ``applied_strain`` -> ``1``)."""
+    if name in ("applied_strain", "strain", "engineering_strain", "true_strain"):
+        return "1"
+    suffix = name.rsplit("_", 1)[-1] if "_" in name else ""
+    return UNIT_SUFFIXES.get(suffix)
+
+
+def create_layout(f: h5py.File, *, n, shape, dtype, compression, energy_kev, title, detector,
+                   log_fields, numbers, paths):
+    """The raw file's groups and fields, with an empty ``data`` [frame, y, x] chunked per frame."""
+    f.attrs["default"] = "entry"
+    f.attrs["creator"] = "xrdflow"
+    f.attrs["HDF5_Version"] = h5py.version.hdf5_version
+    entry = nx_group(f, "entry", "NXentry", default="data")
+    write_field(entry, "title", title)
+    write_field(entry, "definition", "NXmonopd")
+    write_field(entry, "start_time", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    instrument = nx_group(entry, "instrument", "NXinstrument")
+    mono = nx_group(instrument, "monochromator", "NXmonochromator")
+    write_field(mono, "energy", float(energy_kev), units="keV", long_name="X-ray energy")
+    write_field(mono, "wavelength", float(energy_to_wavelength(energy_kev)), units="angstrom",
+                long_name="X-ray wavelength")
+    det = nx_group(instrument, DETECTOR_GROUP.rsplit("/", 1)[-1], "NXdetector")
+    if detector:
+        write_field(det, "description", str(detector))
+    kwargs = {}
+    if compression == "bitshuffle":
+        import hdf5plugin
+
+        kwargs.update(hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
+    elif compression == "gzip":
+        kwargs.update(compression="gzip", compression_opts=1)
+    data = det.create_dataset("data", shape=(n, *shape), dtype=dtype, chunks=(1, *shape), **kwargs)
+    data.attrs["units"] = "counts"
+    data.attrs["long_name"] = "detector counts as recorded (raw, bit-exact)"
+    data.attrs["interpretation"] = "image"
+    det.attrs["xrdflow_compression"] = compression
+    write_field(det, "frame_number", numbers, units="1", long_name="frame number")
+    write_field(det, "source_file", np.asarray([os.fspath(p.name) for p in paths], dtype=object),
+                long_name="source file of each frame")
+    write_field(det, "source_sha256", np.asarray([""] * n, dtype=object),
+                long_name="SHA-256 of each source file")
+    write_field(det, "source_stat", np.zeros((n, 2), dtype=np.int64),
+                long_name="size (bytes) and modification time (ns) of each source file")
+    write_field(det, "chunk_crc32", np.zeros(n, dtype=np.uint32),
+                long_name="CRC-32 of each stored (compressed) chunk")
+    write_field(det, "frame_valid", np.zeros(n, dtype=bool),
+                long_name="frame stored and valid")
+    write_field(det, "frame_error", np.asarray([""] * n, dtype=object),
+                long_name="why a frame is invalid (empty when valid)")
+    for name, what in zip(PIXEL_FLAGS, ("saturated (at the dtype's largest value)",
+                                        "non-finite (NaN or inf)", "negative")):
+        write_field(det, name, np.zeros(n, dtype=np.int64), units="1",
+                    long_name=f"number of {what} pixels in each frame")
+    det.attrs["source_folder"] = os.fspath(Path(paths[0]).resolve().parent) if paths else ""
+    sample = nx_group(entry, "sample", "NXsample")
+    for name, values in log_fields.items():
+        write_field(sample, name, values, units=units_of(name), long_name=name.replace("_", " "))
+    nxdata = nx_group(entry, "data", "NXdata", signal="data", axes=["frame_number", ".", "."])
+    nxdata["data"] = data
+    nxdata["frame_number"] = det["frame_number"]
+    nxdata.attrs["frame_number_indices"] = 0
+
+
+def update_log(f: h5py.File, log_fields: dict[str, np.ndarray]) -> None:
+    sample = f["entry/sample"]
+    for name, values in log_fields.items():
+        write_field(sample, name, values, units=units_of(name), long_name=name.replace("_", " "))
+
+
+def read_records(f: h5py.File) -> dict[str, Any] | None:
+    """The per-frame records of an open raw file (to resume an ingest), or None if the file
+    was written by an xrdflow that did not keep them all."""
+    det = f[DETECTOR_GROUP]
+    if any(name not in det for name in PIXEL_FLAGS):
+        return None
+    return {
+        "data": det["data"],
+        "names": [as_str(s) for s in det["source_file"][()]],
+        "compression": as_str(det.attrs.get("xrdflow_compression")),
+        "valid": det["frame_valid"][()],
+        "shas": [as_str(s) for s in det["source_sha256"][()]],
+        "crcs": det["chunk_crc32"][()],
+        "stats": det["source_stat"][()],
+    }
+
+
+def count_invalid(path: Path) -> int:
+    """How many frames of a raw file are recorded as bad."""
+    with h5py.File(path, "r") as f:
+        det = f[DETECTOR_GROUP]
+        errors = det["frame_error"][()]
+        return int(sum(1 for e in errors if as_str(e)))
+
+
+def bad_frames(path: Path) -> list[tuple[str, str]]:
+    """(source name, reason) of every frame recorded as bad."""
+    with h5py.File(path, "r") as f:
+        det = f[DETECTOR_GROUP]
+        names = det["source_file"][()]
+        errors = det["frame_error"][()]
+        out = []
+        for name, err in zip(names, errors):
+            err = as_str(err)
+            if err:
+                out.append((as_str(name), err))
+        return out
+
+
+class FrameRecords:
+    """Per-frame records (checksum, CRC, validity, error, source stat) kept in memory and
+    written to the file together: one h5py call per field and flush, not five per frame."""
+
+    FIELDS = ("source_sha256", "chunk_crc32", "frame_valid", "frame_error", "source_stat", *PIXEL_FLAGS)
+
+    def __init__(self, det):
+        self.det = det
+        self.values = {k: det[k][()] for k in self.FIELDS}
+        for k in ("source_sha256", "frame_error"):
+            self.values[k] = np.asarray(
+                [as_str(v) for v in self.values[k]], dtype=object)
+
+    def set(self, i: int, *, sha256: str, crc32: int = 0, valid: bool, error: str = "", stat=(-1, -1),
+            pixels=(0, 0, 0)):
+        v = self.values
+        v["source_sha256"][i], v["chunk_crc32"][i], v["frame_valid"][i] = sha256, crc32, valid
+        v["frame_error"][i], v["source_stat"][i] = error, stat
+        for name, count in zip(PIXEL_FLAGS, pixels):
+            v[name][i] = count
+
+    def write(self) -> None:
+        for k in self.FIELDS:
+            self.det[k][...] = self.values[k]
