@@ -11,6 +11,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("XRDFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
 
+# tests/data holds files and the scripts that made them, not tests (--doctest-modules would import them)
+collect_ignore = ["data"]
+
 
 def shared(*parts: str) -> Path:
     """Path inside ../shared/data; skips the test with a clear reason where it is absent."""
@@ -105,11 +108,11 @@ def ring_frames(geometry, n, *, seed=0, dtype=np.int32, negative=True, offset=5.
     with the index), Poisson noise; optional module gap and a single pixel of negative values
     (``negative``), a zero-count corner and a fully masked patch."""
     from pyFAI.calibrant import get_calibrant
+    from pyFAI.crystallography.resolution import Caglioti
 
     shape = tuple(geometry.max_shape)
-    cal = get_calibrant("LaB6")
-    cal.wavelength = geometry.wavelength
-    base = cal.fake_calibration_image(geometry.to_pyfai(), W=2e-4)
+    cal = get_calibrant("LaB6", wavelength=geometry.wavelength)
+    base = cal.fake_calibration_image(geometry.to_pyfai(), resolution=Caglioti(0.0, 0.0, 2e-4))
     rng = np.random.default_rng(seed)
     out = np.empty((n,) + shape, np.float64)
     yy = np.arange(shape[0])[:, None]

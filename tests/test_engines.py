@@ -14,71 +14,19 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from conftest import shared
+from conftest import assert_close, pyfai_reference, ring_frames, ring_geometry, shared
 from xrdflow import engines
 from xrdflow.geometry import Geometry
 from xrdflow import integrate
 
 SHAPE = (180, 200)
-GEOM = Geometry(dist=0.15, poni1=0.0095, poni2=0.0105, rot1=0.01, rot2=-0.02, rot3=0.0,
-                wavelength=0.5e-10, detector="Detector", pixel1=1e-4, pixel2=1e-4, max_shape=SHAPE)
+GEOM = ring_geometry(SHAPE)
 METHODS = [("no", "csr", "cython"), ("bbox", "csr", "cython"), ("full", "csr", "cython")]
 
 
 def _frames(n, seed=0, dtype=np.int32, negative=True):
     """n frames of rings (different in every frame), zeros in a corner, optional gap pixels."""
-    from pyFAI.calibrant import get_calibrant
-
-    cal = get_calibrant("LaB6")
-    cal.wavelength = GEOM.wavelength
-    base = cal.fake_calibration_image(GEOM.to_pyfai(), W=2e-4)
-    rng = np.random.default_rng(seed)
-    out = np.empty((n,) + SHAPE, np.float64)
-    yy = np.arange(SHAPE[0])[:, None]
-    for i in range(n):
-        img = 1000 * base * (1 + 0.3 * i) + 50 * np.sin(yy / (5 + i)) + 5
-        out[i] = rng.poisson(np.clip(img, 0, None))
-    out[:, :6, :8] = 0  # zero counts: the Poisson variance floor max(x, 1) matters
-    if negative:
-        out[:, 60:64, :] = -1  # a module gap
-        out[:, 10, 17] = -2
-        out[:, 100:103, 150:153] = -1  # a fully masked patch
-    return out.astype(dtype)
-
-
-def _pyfai(arr, geom, *, npt, method, unit="q_nm^-1", mask=None, polarization_factor=None,
-           correct_solid_angle=True, mask_negative=True, radial_range=None, azimuth_range=None,
-           chi_at_zero=False, error_model=None, dark=None, flat=None, dummy=None, delta_dummy=None):
-    """Plain pyFAI integrate1d frame by frame (own integrator), as a user would call it."""
-    ai = geom.to_pyfai()
-    if chi_at_zero:
-        ai.setChiDiscAtZero()
-    flip = geom.orientation == "flipud"
-    fl = (lambda a: None if a is None else (np.flipud(a) if flip else a))
-    intens, sig = [], []
-    for frame in arr:
-        img = fl(frame)
-        kw = dict(dummy=dummy, delta_dummy=delta_dummy)
-        if mask_negative and img.dtype.kind in "if":
-            img = np.where(img < 0, img.dtype.type(-1), img)
-            kw = dict(dummy=-1.0, delta_dummy=0.0)
-        res = ai.integrate1d(img, npt, unit=unit, method=method, mask=fl(mask), polarization_factor=polarization_factor,
-                             correctSolidAngle=correct_solid_angle, radial_range=radial_range,
-                             azimuth_range=azimuth_range, error_model=error_model, dark=fl(dark),
-                             flat=fl(flat), **kw)
-        intens.append(res.intensity)
-        if error_model:
-            sig.append(res.sigma)
-    return res.radial, np.array(intens), (np.array(sig) if error_model else None)
-
-
-def _assert_close(a, b, rel=1e-6):
-    b = np.asarray(b)
-    scale = np.nanmax(np.abs(b))
-    assert scale > 0
-    diff = np.nanmax(np.abs(np.asarray(a, np.float64) - b))
-    assert diff <= rel * scale, f"max abs difference {diff:.3g} > {rel:g} x max {scale:.3g}"
-    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    return ring_frames(GEOM, n, seed=seed, dtype=dtype, negative=negative, zero_corner=True, masked_patch=True)
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +49,10 @@ def test_identical_to_pyfai(frames6, method, orientation, corrections):
     got = p.compute(scheduler="threads")
     ref_p = integrate(frames6, geom, npt=300, method=method, mask=mask, engine="pyfai", **corrections)
     assert ref_p.attrs["engine"] == "pyfai"
-    radial, ref, _ = _pyfai(frames6, geom, npt=300, method=method, mask=mask, **corrections)
+    radial, ref, _ = pyfai_reference(frames6, geom, npt=300, method=method, mask=mask, **corrections)
     np.testing.assert_allclose(got.q.values, radial, rtol=1e-12)
-    _assert_close(got.values, ref)
-    _assert_close(got.values, ref_p.values)
+    assert_close(got.values, ref)
+    assert_close(got.values, ref_p.values)
     # same labels as the pyFAI engine, apart from the engine attribute
     ref_p = ref_p.compute()
     assert got.dims == ref_p.dims and list(got.coords) == list(ref_p.coords)
@@ -120,24 +68,24 @@ def test_detector_dtypes_read_as_is(dtype):
         arr[:, 31, 40:44] = np.inf
     for method in (METHODS[0], METHODS[1]):
         got = integrate(arr, GEOM, npt=250, method=method, unit="2th_deg", polarization_factor=0.99).compute()
-        _, ref, _ = _pyfai(arr, GEOM, npt=250, method=method, unit="2th_deg", polarization_factor=0.99)
-        _assert_close(got.values, ref)
+        _, ref, _ = pyfai_reference(arr, GEOM, npt=250, method=method, unit="2th_deg", polarization_factor=0.99)
+        assert_close(got.values, ref)
 
 
 def test_mask_negative_off_and_detector_dummies():
     """Without mask_negative pyFAI uses the detector's dummy (Pilatus: -2 +- 1.5): same here."""
     arr = _frames(2, seed=5)
     got = integrate(arr, GEOM, npt=200, mask_negative=False).compute()
-    _, ref, _ = _pyfai(arr, GEOM, npt=200, method=METHODS[1], mask_negative=False)
-    _assert_close(got.values, ref)
+    _, ref, _ = pyfai_reference(arr, GEOM, npt=200, method=METHODS[1], mask_negative=False)
+    assert_close(got.values, ref)
     # explicit dummy test of the kernel against pyFAI's dummy/delta_dummy
     sparse = engines.build_sparse(GEOM, SHAPE, npt=200, unit="q_nm^-1", split="bbox")
     for dummy, delta in ((-2.0, 1.5), (-1.0, 0.0), (0.0, 0.0)):
         inten, _ = engines.integrate_frames(sparse, arr, mode=engines.MODE_DUMMY, dummy=dummy,
                                             delta_dummy=delta)
-        _, ref, _ = _pyfai(arr, GEOM, npt=200, method=METHODS[1], mask_negative=False, dummy=dummy,
+        _, ref, _ = pyfai_reference(arr, GEOM, npt=200, method=METHODS[1], mask_negative=False, dummy=dummy,
                            delta_dummy=delta)
-        _assert_close(inten, ref)
+        assert_close(inten, ref)
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m[0])
@@ -150,13 +98,13 @@ def test_sectors_named_wrapping_and_equal(frames6, method):
     assert got.dims == ("frame", "azimuth", "q") and got.attrs["engine"] == "xrdflow"
     np.testing.assert_array_equal(got.q.values, ref.q.values)
     for j in range(3):
-        _assert_close(got.values[:, j], ref.values[:, j])
+        assert_close(got.values[:, j], ref.values[:, j])
     got = integrate(frames6[:2], GEOM.replace(orientation="flipud"), npt=100, method=method,
                     azimuth_sectors=8).compute()
     ref = integrate(frames6[:2], GEOM.replace(orientation="flipud"), npt=100, method=method,
                     azimuth_sectors=8, engine="pyfai").compute()
     for j in range(8):
-        _assert_close(got.values[:, j], ref.values[:, j])
+        assert_close(got.values[:, j], ref.values[:, j])
 
 
 # ----------------------------------------------------------------------------- errors, dark, flat
@@ -167,14 +115,14 @@ def test_poisson_errors_match_pyfai(frames6, method, orientation):
     p = integrate(frames6, geom, npt=200, method=method, polarization_factor=0.9, error_model="poisson")
     got = p.compute()
     assert got.I_errors.dims == got.dims and got.attrs["error_model"] == "poisson"
-    _, ref, sig = _pyfai(frames6, geom, npt=200, method=method, polarization_factor=0.9,
+    _, ref, sig = pyfai_reference(frames6, geom, npt=200, method=method, polarization_factor=0.9,
                          error_model="poisson")
-    _assert_close(got.values, ref)
-    _assert_close(got.I_errors.values, sig)
+    assert_close(got.values, ref)
+    assert_close(got.I_errors.values, sig)
     # the pyFAI engine gives the same coordinate
     refp = integrate(frames6, geom, npt=200, method=method, polarization_factor=0.9,
                      error_model="poisson", engine="pyfai").compute()
-    _assert_close(got.I_errors.values, refp.I_errors.values)
+    assert_close(got.I_errors.values, refp.I_errors.values)
 
 
 @pytest.mark.parametrize("orientation", ["as_read", "flipud"])
@@ -186,10 +134,10 @@ def test_dark_and_flat(frames6, orientation):
     for method in METHODS:
         got = integrate(frames6, geom, npt=220, method=method, dark=dark, flat=flat,
                         polarization_factor=0.99, error_model="poisson").compute()
-        _, ref, sig = _pyfai(frames6, geom, npt=220, method=method, dark=dark, flat=flat,
+        _, ref, sig = pyfai_reference(frames6, geom, npt=220, method=method, dark=dark, flat=flat,
                              polarization_factor=0.99, error_model="poisson")
-        _assert_close(got.values, ref)
-        _assert_close(got.I_errors.values, sig)
+        assert_close(got.values, ref)
+        assert_close(got.I_errors.values, sig)
         assert got.attrs["dark_subtracted"] == 1 and got.attrs["flat_applied"] == 1
 
 
@@ -221,8 +169,8 @@ def test_thread_safety_one_shared_matrix():
     with dask.config.set(scheduler="threads", num_workers=6):
         got = p.compute()
     assert engines.engine_cache_info()["builds"] - before <= 1  # built once, shared by the threads
-    _, ref, _ = _pyfai(arr, GEOM, npt=400, method=METHODS[1], polarization_factor=0.97)
-    _assert_close(got.values, ref)
+    _, ref, _ = pyfai_reference(arr, GEOM, npt=400, method=METHODS[1], polarization_factor=0.97)
+    assert_close(got.values, ref)
     assert np.abs(ref[0] - ref[-1]).max() > 0.1 * np.abs(ref).max()  # a mix-up would show
     # raw threads hammering the same SparseIntegrator
     sparse = engines.build_sparse(GEOM, SHAPE, npt=400, unit="q_nm^-1", split="full")
@@ -269,8 +217,8 @@ def test_fallback_is_logged_and_explicit_choice(frames6, caplog):
     for algo in ("lut", "csc"):
         q = integrate(frames6, GEOM, npt=100, method=("bbox", algo, "cython"))
         assert q.attrs["engine"] == "xrdflow"
-        _, ref, _ = _pyfai(frames6, GEOM, npt=100, method=("bbox", algo, "cython"))
-        _assert_close(q.values, ref)
+        _, ref, _ = pyfai_reference(frames6, GEOM, npt=100, method=("bbox", algo, "cython"))
+        assert_close(q.values, ref)
 
 
 # ----------------------------------------------------------------------------- real data
@@ -285,10 +233,10 @@ def test_real_pixium_frames_all_methods():
         got = integrate(frames, geom, npt=1500, unit="2th_deg", method=method, mask=mask,
                         polarization_factor=0.99, error_model="poisson").compute()
         assert got.attrs["engine"] == "xrdflow"
-        _, ref, sig = _pyfai(frames, geom, npt=1500, unit="2th_deg", method=method, mask=mask,
+        _, ref, sig = pyfai_reference(frames, geom, npt=1500, unit="2th_deg", method=method, mask=mask,
                              polarization_factor=0.99, error_model="poisson")
-        _assert_close(got.values, ref)
-        _assert_close(got.I_errors.values, sig)
+        assert_close(got.values, ref)
+        assert_close(got.I_errors.values, sig)
 
 
 def test_real_pilatus_flipud_with_gaps():
@@ -303,9 +251,9 @@ def test_real_pilatus_flipud_with_gaps():
         for mask_negative in (True, False):
             got = integrate(frames, geom, npt=1000, unit="2th_deg", method=method,
                             polarization_factor=0.99, mask_negative=mask_negative).compute()
-            _, ref, _ = _pyfai(frames, geom, npt=1000, unit="2th_deg", method=method,
+            _, ref, _ = pyfai_reference(frames, geom, npt=1000, unit="2th_deg", method=method,
                                polarization_factor=0.99, mask_negative=mask_negative)
-            _assert_close(got.values, ref)
+            assert_close(got.values, ref)
 
 
 @pytest.mark.parametrize("split", ["no", "bbox", "full"])

@@ -24,10 +24,10 @@ GEOM = Geometry(dist=0.15, poni1=0.0095, poni2=0.0105, rot1=0.01, rot2=-0.02, ro
 def _frames(n, seed=0, negative=True):
     """n frames of rings whose widths/heights change with the frame index (all different)."""
     from pyFAI.calibrant import get_calibrant
+    from pyFAI.crystallography.resolution import Caglioti
 
-    cal = get_calibrant("LaB6")
-    cal.wavelength = GEOM.wavelength
-    base = cal.fake_calibration_image(GEOM.to_pyfai(), W=2e-4)
+    cal = get_calibrant("LaB6", wavelength=GEOM.wavelength)
+    base = cal.fake_calibration_image(GEOM.to_pyfai(), resolution=Caglioti(0.0, 0.0, 2e-4))
     rng = np.random.default_rng(seed)
     out = np.empty((n,) + SHAPE, np.int32)
     yy = np.arange(SHAPE[0])[:, None]

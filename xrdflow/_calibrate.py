@@ -374,11 +374,12 @@ def calibrate(
     --------
     >>> import numpy as np
     >>> from pyFAI.calibrant import get_calibrant
+    >>> from pyFAI.crystallography.resolution import Caglioti
     >>> from xrdflow.geometry import Geometry
     >>> truth = Geometry(dist=0.3, poni1=0.05, poni2=0.055, wavelength=0.4e-10,
     ...                  detector="Detector", pixel1=1e-4, pixel2=1e-4, max_shape=(1000, 1000))
-    >>> cal = get_calibrant("LaB6"); cal.wavelength = truth.wavelength
-    >>> img = cal.fake_calibration_image(truth.to_pyfai(), W=1e-4) * 1000
+    >>> cal = get_calibrant("LaB6", wavelength=truth.wavelength)
+    >>> img = cal.fake_calibration_image(truth.to_pyfai(), resolution=Caglioti(0.0, 0.0, 1e-4)) * 1000
     >>> res = calibrate(img, "LaB6", energy_kev=truth.energy_kev, detector=1e-4,
     ...                 distance_mm=310, beam_center_px=(530, 480))
     >>> abs(res.geometry.dist - truth.dist) < 1e-4 and res.rms_px < 0.5
