@@ -226,3 +226,27 @@ def positive_array(value: Any, name: str) -> np.ndarray:
     if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise ValueError(f"{name}: must be finite and > 0, got {value!r}")
     return arr
+
+
+def nonnegative_array(value: Any, name: str) -> np.ndarray:
+    """A non-empty float array of finite values >= 0.
+
+    >>> nonnegative_array([0, 2.5], "thickness_mm")
+    array([0. , 2.5])
+    """
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: must be finite and >= 0, got {value!r}") from None
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name}: must be finite and >= 0, got {value!r}")
+    return arr
+
+
+# ------------------------------------------------------- planner (crystal, sweep) vocabularies
+#: absorption cross-sections (xraydb): photo-absorption + coherent + incoherent, or photo only
+ABSORPTION_KINDS = ("total", "photo")
+#: goniometer stages of a sweep: omega only, or omega plus a tilt about the sample's x / y axis
+STAGES = ("omega", "omega-chi", "omega-phi")
+#: fixed scattering plane of the two-circle stages: diffracted beam up, or towards +y
+SCATTERING_PLANES = ("vertical", "horizontal")
