@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import logging
 import os
 import re
@@ -29,6 +28,8 @@ import h5py
 import numpy as np
 
 from . import _bshuf, nexus
+from ._formats import BadFrameError
+from ._formats import decode as _decode
 from .nexus import raw as raw_layout
 from .nexus import write_field
 from .options import COMPRESSIONS, choice, positive, positive_int
@@ -41,22 +42,12 @@ __all__ = ["ingest", "IngestReport", "BadFrameError", "find_frames"]
 FRAME_SUFFIXES = (
     ".tif", ".tiff", ".edf", ".cbf", ".mccd", ".mar3450", ".mar2300", ".mar2560", ".img",
     ".sfrm", ".gfrm", ".kccd", ".spr", ".xsm", ".h5", ".hdf5", ".nxs", ".npy", ".raw", ".bin",
-    ".gz", ".bz2",
+    ".gz", ".bz2", ".pck", ".mar1200", ".mar1600", ".mar2000", ".mar3000", ".mar2400", ".mar1800",
 )
-_TIFF = (".tif", ".tiff")
 _BSHUF_BLOCK_BYTES = 8192  # bitshuffle's own default block (bshuf_default_block_size)
 _FLUSH_EVERY_S = 2.0
 
 
-
-
-class BadFrameError(ValueError):
-    """A source frame is missing, unreadable, truncated, or does not match the others."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 @dataclass
@@ -139,67 +130,6 @@ def frame_numbers(paths: Sequence[Path]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def _tiff_pixels(path: Path, blob) -> np.ndarray | None:
-    """The pixels of a plain single-page TIFF as a view of ``blob``, or None.
-
-    tifffile reads only the header (from the file, in the page cache) and says where the
-    uncompressed pixels lie; the pixels are then the bytes already read, with no copy.
-    """
-    import tifffile
-
-    with tifffile.TiffFile(str(path)) as tif:
-        if len(tif.pages) != 1:
-            return None
-        page = tif.pages[0]
-        if not (page.is_contiguous and page.compression == 1 and page.predictor == 1
-                and page.fillorder == 1 and page.bitspersample == 8 * page.dtype.itemsize):
-            return None
-        start, nbytes = int(page.dataoffsets[0]), int(sum(page.databytecounts))
-        dtype = page.dtype.newbyteorder(tif.byteorder)
-        shape = page.shape
-    if start + nbytes > len(blob) or nbytes != int(np.prod(shape)) * dtype.itemsize:
-        raise BadFrameError(path, f"truncated ({len(blob)} bytes, the TIFF header says {start + nbytes})")
-    return np.frombuffer(blob, dtype=dtype, count=int(np.prod(shape)), offset=start).reshape(shape)
-
-
-def _decode(path: Path, blob) -> np.ndarray:
-    """Decode one single-frame detector file held in memory (``blob``: bytes-like).
-
-    The result may be a view of ``blob``: use it before ``blob`` is reused.
-    """
-    if path.suffix.lower() in _TIFF:
-        try:
-            data = _tiff_pixels(path, blob)
-            if data is not None:
-                return data
-            import tifffile
-
-            with tifffile.TiffFile(io.BytesIO(bytes(blob))) as tif:
-                if len(tif.pages) == 1:
-                    return tif.pages[0].asarray()
-        except BadFrameError:
-            raise
-        except Exception:  # odd TIFF flavours: fabio knows more detector variants
-            pass
-    import fabio
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            img = fabio.open(str(path))
-        except Exception as exc:
-            raise BadFrameError(path, f"unreadable ({type(exc).__name__}: {exc})") from None
-    try:
-        if getattr(img, "nframes", 1) != 1:
-            raise BadFrameError(path, f"holds {img.nframes} frames; split multi-frame files first")
-        data = img.data
-    finally:
-        img.close() if hasattr(img, "close") else None
-    if data is None:
-        raise BadFrameError(path, "unreadable (no image data: truncated or not a detector file)")
-    return np.asarray(data)
 
 
 class _Buffers:
