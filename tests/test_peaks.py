@@ -1,36 +1,22 @@
 """fit_peaks: labels, units, laziness, both dask and numpy paths, readers, real data."""
 
-from pathlib import Path
-
 import dask
 import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import SHARED_DATA as DATA
 
 from xrdflow import fit_peaks, read_patterns
-
 from xrdflow._peaks import STATUS
-
 from xrdflow.units import radial_to_d as to_d_spacing
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data folder {DATA} absent")
+needs_data = pytest.mark.skipif(not DATA.is_dir(),
+                                reason=f"real data folder {DATA} absent (set XRDFLOW_SHARED_DATA)")
 
 Q = np.linspace(15.0, 35.0, 2001)  # 1/nm
 D_TRUE = np.array([3.2, 2.6, 2.45])  # Angstrom
 Q_TRUE = 20 * np.pi / D_TRUE
-
-
-class CountingScheduler:
-    """dask scheduler that counts computes (laziness check)."""
-
-    def __init__(self):
-        self.n = 0
-
-    def __call__(self, dsk, keys, **kwargs):
-        self.n += 1
-        return dask.get(dsk, keys, **kwargs)
 
 
 def _patterns(nframe=6, naz=0, use_dask=True, seed=0, strain=1e-3):
@@ -78,12 +64,11 @@ def _reflections():
 
 @pytest.mark.parametrize("use_dask", [True, False])
 @pytest.mark.parametrize("naz", [0, 3])
-def test_fit_reflections_truth(use_dask, naz):
+def test_fit_reflections_truth(use_dask, naz, raise_if_dask_computes):
     pat, qc = _patterns(naz=naz, use_dask=use_dask)
-    sched = CountingScheduler()
-    with dask.config.set(scheduler=sched):
+    with raise_if_dask_computes() as sched:
         fits = fit_peaks(pat, _reflections(), half_width=0.4)
-        assert sched.n == 0  # nothing computed while building
+        assert sched.total == 0  # nothing computed while building
     assert isinstance(fits.position.data, da.Array) == use_dask
     fits = fits.compute()
     assert fits.sizes["peak"] == 3
@@ -244,20 +229,33 @@ def test_real_ti64_cake_fits_converge_where_peak_visible():
     assert n_visible >= 100  # the criterion is not vacuous on this cake
 
 
+@pytest.mark.parametrize("keyword", ["error_model", "weights"])
 @pytest.mark.parametrize("use_dask", [True, False])
-def test_poisson_weights_option(use_dask):
+def test_poisson_weights_option(use_dask, keyword):
+    """``error_model="poisson"``, and ``weights=``, its deprecated alias, with the same effect."""
     pat, qc = _patterns(use_dask=use_dask, nframe=4)
-    fits = fit_peaks(pat, _reflections(), half_width=0.4, weights="poisson").compute()
+    if keyword == "weights":
+        with pytest.warns(DeprecationWarning, match="error_model"):
+            fits = fit_peaks(pat, _reflections(), half_width=0.4, weights="poisson").compute()
+        xr.testing.assert_identical(
+            fits, fit_peaks(pat, _reflections(), half_width=0.4, error_model="poisson").compute())
+    else:
+        fits = fit_peaks(pat, _reflections(), half_width=0.4, error_model="poisson").compute()
     assert (fits.status == 0).all() and fits.attrs["weights"] == "poisson"
+    assert fits.attrs["error_model"] == "poisson"
     z = (fits.position - qc) / fits.position_error
     assert float(np.abs(z).max()) < 5
     plain = fit_peaks(pat, _reflections(), half_width=0.4).compute()
-    assert plain.attrs["weights"] == "none"
+    assert plain.attrs["weights"] == "none" and plain.attrs["error_model"] == "none"
     # same peaks, slightly different estimates
     tol = 5 * float(plain.position_error.max())
     np.testing.assert_allclose(fits.position, plain.position, atol=tol)
-    with pytest.raises(ValueError, match="weights"):
+    with pytest.raises(ValueError, match="weights"), pytest.warns(DeprecationWarning):
         fit_peaks(pat, _reflections(), half_width=0.4, weights="sqrt")
+    with pytest.raises(ValueError, match="error_model"):
+        fit_peaks(pat, _reflections(), half_width=0.4, error_model="sqrt")
+    with pytest.raises(ValueError, match="error_model"), pytest.warns(DeprecationWarning):
+        fit_peaks(pat, _reflections(), half_width=0.4, error_model="poisson", weights="poisson")
 
 
 @pytest.mark.parametrize("naz", [0, 3])
