@@ -7,7 +7,59 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
+from . import options as O
+from . import units as U
+
 __all__ = ["lattice_strain"]
+
+
+def _named_reference(fits: xr.Dataset, d: xr.DataArray, reference: str, dim: str):
+    """(d0, how) for ``reference="first"`` or ``"d0"``."""
+    if reference not in O.STRAIN_REFERENCES:
+        raise ValueError(f"reference: must be 'first', 'd0', values or a Dataset, got {reference!r}")
+    if reference == "first":
+        if dim not in fits.dims:
+            raise ValueError(f"dim: {dim!r} is not a dim of fits (reference='first')")
+        return d.isel({dim: 0}, drop=True), f"first {dim}"
+    if "d0" not in fits.coords:
+        raise ValueError("reference: 'd0' needs a d0 peak coord")
+    d0 = fits["d0"].reset_coords(drop=True)
+    if not np.all(np.isfinite(d0.values)):
+        raise ValueError("reference: some d0 values are NaN (peaks given without reflections)")
+    return d0, "d0 of the reflections"
+
+
+def _dataset_reference(fits: xr.Dataset, reference: xr.Dataset, dim: str, with_fwhm: bool):
+    """(d0, fwhm0 or None, how) from a fits Dataset of a reference measurement."""
+    if "d_spacing" not in reference:
+        raise ValueError("reference: the reference Dataset needs 'd_spacing'")
+    missing = set(fits["peak"].values.tolist()) - set(reference["peak"].values.tolist())
+    if missing:
+        raise ValueError(f"reference: peaks {sorted(missing)} are not in the reference Dataset")
+    ref = reference.sel(peak=fits["peak"])
+    d0 = ref["d_spacing"]
+    if dim in d0.dims:
+        d0 = d0.mean(dim)
+    fwhm0 = None
+    if with_fwhm and "fwhm" in ref:
+        fwhm0 = ref["fwhm"].mean(dim) if dim in ref["fwhm"].dims else ref["fwhm"]
+    return d0.reset_coords(drop=True), fwhm0, "reference Dataset"
+
+
+def _given_reference(fits: xr.Dataset, reference: Any) -> xr.DataArray:
+    """d0 along ``peak`` from a sequence (one per peak) or a mapping label -> d0."""
+    labels = [str(v) for v in fits["peak"].values]
+    if isinstance(reference, Mapping):
+        missing = set(labels) - {str(k) for k in reference}
+        if missing:
+            raise ValueError(f"reference: no d0 for peaks {sorted(missing)}")
+        values = np.array([float(reference[k]) for k in labels])
+    else:
+        values = np.asarray(reference, dtype=float).ravel()
+        if values.shape != (len(labels),):
+            raise ValueError(f"reference: expected {len(labels)} d0 values, got {values.size}")
+    values = O.positive_array(values, "reference")
+    return xr.DataArray(values, dims="peak", coords={"peak": fits["peak"].values})
 
 
 def lattice_strain(fits: xr.Dataset, *, reference: Any = "first", dim: str = "frame") -> xr.Dataset:
@@ -54,68 +106,25 @@ def lattice_strain(fits: xr.Dataset, *, reference: Any = "first", dim: str = "fr
     fwhm = fits.get("fwhm")
     fwhm0 = None
     if isinstance(reference, str):
-        if reference == "first":
-            if dim not in fits.dims:
-                raise ValueError(f"dim: {dim!r} is not a dim of fits (reference='first')")
-            d0 = d.isel({dim: 0}, drop=True)
-            how = f"first {dim}"
-        elif reference == "d0":
-            if "d0" not in fits.coords:
-                raise ValueError("reference: 'd0' needs a d0 peak coord")
-            d0 = fits["d0"].reset_coords(drop=True)
-            if not np.all(np.isfinite(d0.values)):
-                raise ValueError("reference: some d0 values are NaN (peaks given without reflections)")
-            how = "d0 of the reflections"
-        else:
-            raise ValueError(f"reference: must be 'first', 'd0', values or a Dataset, got {reference!r}")
+        d0, how = _named_reference(fits, d, reference, dim)
     elif isinstance(reference, xr.Dataset):
-        if "d_spacing" not in reference:
-            raise ValueError("reference: the reference Dataset needs 'd_spacing'")
-        missing = set(fits["peak"].values.tolist()) - set(reference["peak"].values.tolist())
-        if missing:
-            raise ValueError(f"reference: peaks {sorted(missing)} are not in the reference Dataset")
-        ref = reference.sel(peak=fits["peak"])
-        d0 = ref["d_spacing"]
-        if dim in d0.dims:
-            d0 = d0.mean(dim)
-        if fwhm is not None and "fwhm" in ref:
-            fwhm0 = ref["fwhm"].mean(dim) if dim in ref["fwhm"].dims else ref["fwhm"]
-        d0 = d0.reset_coords(drop=True)
-        how = "reference Dataset"
+        d0, fwhm0, how = _dataset_reference(fits, reference, dim, fwhm is not None)
     else:
-        labels = [str(v) for v in fits["peak"].values]
-        if isinstance(reference, Mapping):
-            missing = set(labels) - {str(k) for k in reference}
-            if missing:
-                raise ValueError(f"reference: no d0 for peaks {sorted(missing)}")
-            values = np.array([float(reference[k]) for k in labels])
-        else:
-            values = np.asarray(reference, dtype=float).ravel()
-            if values.shape != (len(labels),):
-                raise ValueError(f"reference: expected {len(labels)} d0 values, got {values.size}")
-        if not np.all(np.isfinite(values) & (values > 0)):
-            raise ValueError("reference: d0 values must be finite and > 0")
-        d0 = xr.DataArray(values, dims="peak", coords={"peak": fits["peak"].values})
-        how = "given d0 values"
-    if fwhm is not None and fwhm0 is None:
-        if dim not in fits.dims:
-            fwhm0 = None
-        else:
-            fwhm0 = fwhm.isel({dim: 0}, drop=True)
+        d0, how = _given_reference(fits, reference), "given d0 values"
+    if fwhm is not None and fwhm0 is None and dim in fits.dims:
+        fwhm0 = fwhm.isel({dim: 0}, drop=True)
 
     out = fits.copy()
-    out["d0_reference"] = d0.assign_attrs(
-        long_name=f"reference d-spacing ({how})", units="Angstrom"
-    )
+    out["d0_reference"] = d0.assign_attrs(U.attrs(f"reference d-spacing ({how})", U.ANGSTROM))
     out["lattice_strain"] = (d / d0 - 1.0).assign_attrs(
-        long_name="lattice strain d/d0 - 1", units="1", reference=how
+        U.attrs("lattice strain d/d0 - 1", U.DIMENSIONLESS, reference=how)
     )
     if "d_spacing_error" in fits:
         out["lattice_strain_error"] = (fits["d_spacing_error"] / d0).assign_attrs(
-            long_name="standard error of the lattice strain (d0 taken as exact)", units="1"
+            U.attrs("standard error of the lattice strain (d0 taken as exact)", U.DIMENSIONLESS)
         )
     if fwhm is not None and fwhm0 is not None:
         out["fwhm_change"] = (fwhm / fwhm0.reset_coords(drop=True) - 1.0).assign_attrs(
-            long_name="relative change of the FWHM, fwhm/fwhm0 - 1", units="1"
+            U.attrs("relative change of the FWHM, fwhm/fwhm0 - 1", U.DIMENSIONLESS)
         )
     return out
