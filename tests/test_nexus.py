@@ -134,3 +134,59 @@ def test_blocks_per_batch_is_deprecated(tmp_path):
         xrdflow.write_patterns(p, tmp_path / "p.nxs", blocks_per_batch=2)
     with pytest.raises(ValueError, match="batch_frames"):
         xrdflow.write_patterns(p, tmp_path / "q.nxs", batch_frames=0)
+
+
+# ------------------------------------------------------------- every file validates
+def _validation_errors(path) -> dict[str, int]:
+    """NeXus errors of a file: against the base classes, and against each application
+    definition its entries declare (nexusformat's validator, offline definitions)."""
+    import logging
+
+    from nexusformat.nexus.validate import validate_application, validate_file
+
+    logging.getLogger("NXValidate").setLevel(logging.CRITICAL)
+    errors = {"base classes": validate_file(str(path))[1]}
+    with h5py.File(path, "r") as f:
+        declared = {name: _codec.as_str(g["definition"][()]) for name, g in f.items()
+                    if isinstance(g, h5py.Group) and "definition" in g}
+    for name, definition in declared.items():
+        errors[definition] = validate_application(str(path), path=f"/{name}", application=definition)[1]
+    return errors
+
+
+@pytest.fixture(scope="module")
+def every_file_kind(tmp_path_factory):
+    """One file of each kind xrdflow writes, made through the public API."""
+    from conftest import ring_frames, ring_geometry, write_tiffs
+
+    folder = tmp_path_factory.mktemp("files")
+    geometry = ring_geometry()
+    frames = ring_frames(geometry, 4, dtype=np.uint16, negative=False)
+    paths = write_tiffs(folder / "src", frames)
+    (folder / "src" / "log.csv").write_text("frame,applied_strain,load_N\n"
+                                            + "".join(f"{i},{0.01 * i},{10 * i}\n" for i in range(1, 5)))
+    files = {"raw": xrdflow.ingest(paths, folder / "raw.nxs", energy_kev=87.1,
+                                   strain_log=folder / "src" / "log.csv").output}
+    raw = xrdflow.open_frames(files["raw"])
+    p1 = xrdflow.integrate(raw, geometry, npt=200)
+    files["patterns"] = xrdflow.write_patterns(p1, folder / "patterns.nxs") or folder / "patterns.nxs"
+    p2 = xrdflow.integrate(raw, geometry, npt=200, azimuth_sectors={"axial": (0.0, 20.0), "transverse": (90.0, 20.0)})
+    files["patterns (sectors)"] = xrdflow.write_patterns(p2, folder / "sectors.nxs") or folder / "sectors.nxs"
+    q = p1.q.values
+    peaks = {"ring": float(q[np.argmax(p1.isel(frame=0).values)])}
+    fits = xrdflow.lattice_strain(xrdflow.fit_peaks(p1, peaks, half_width=1.0), reference="first")
+    files["result"] = xrdflow.write_result(fits, folder / "result.nxs")
+    table = xrdflow.sweep("Mg", energy_kev=[30.0, 87.1], reflections=["10-10", "0002"], thickness_mm=1.0)
+    files["sweep"] = xrdflow.write_sweep(table, folder / "sweep.nxs")
+    return files
+
+
+@pytest.mark.parametrize("kind", ["raw", "patterns", "patterns (sectors)", "result", "sweep"])
+def test_every_file_validates_with_no_error(every_file_kind, kind):
+    path = every_file_kind[kind]
+    errors = _validation_errors(path)
+    assert errors == {k: 0 for k in errors}, f"{kind} ({path}): {errors}"
+    if kind.startswith("patterns"):  # what these files declare is checked, not only the base classes
+        assert set(errors) == {"base classes", "NXazint2d" if "sectors" in kind else "NXazint1d"}
+    else:
+        assert set(errors) == {"base classes"}, f"{kind} declares a definition it should be checked against"

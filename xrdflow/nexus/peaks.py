@@ -3,13 +3,20 @@
 Layout::
 
     /entry                      NXentry      @default = "peak_fit"
-      /peaks                    NXreflections  center, center_errors, fwhm, fwhm_errors,
-                                               height, height_errors, background(_errors),
-                                               status, h, k, l, phase_name, ... (every
-                                               variable and coordinate of the Dataset)
+      /peaks                    NXcollection center, center_errors, fwhm, fwhm_errors,
+                                             height, height_errors, background(_errors),
+                                             status, h, k, l, phase_name, ... (every
+                                             variable and coordinate of the Dataset)
       /peak_fit                 NXprocess    program, version, date, input (NXparameters)
         /data                   NXdata       signal "center" (hard links), axes for silx
         /xarray_attrs           NXcollection the Dataset attrs
+
+The field names are NXstress's NXreflections terms, at the path NXstress gives them
+(``/entry/peaks``). The group is an NXcollection, not an NXreflections: only the NXstress
+application definition allows NXreflections in an NXentry, and this file does not declare
+NXstress, whose required instrument, beam-profile and diffractogram groups a peak-fit result
+cannot fill with real values. So the file validates against the base classes with 0 errors
+(xrdflow 0.1 wrote NXreflections there; those files open the same).
 
 Every field is written by the one xarray encoding of :mod:`._codec` (``@xarray_name``,
 ``@xarray_dims``, ``@xarray_role``...), so :func:`open_result` rebuilds the identical Dataset.
@@ -93,7 +100,8 @@ def write_result(ds: xr.Dataset, path: str | os.PathLike, *, entry: str = "entry
             write_field(ent, "title", str(ds.attrs.get("title", "xrdflow peak fits")))
             proc = write_process(ent, "peak_fit", parameters=params)
             proc.attrs["default"] = "data"
-            peaks = nx_group(ent, "peaks", "NXreflections")  # where NXstress puts it
+            peaks = nx_group(ent, "peaks", "NXcollection")  # NXstress's path and terms (see above)
+            peaks.attrs["nxstress_class"] = "NXreflections"
             for name, field in names.items():
                 write_variable(peaks, field, ds[name].variable, name=str(name),
                                role="coord" if name in ds.coords else "data")
