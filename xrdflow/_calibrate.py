@@ -28,7 +28,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .geometry import Geometry, HC_KEV_A
+from . import options
+from .geometry import Geometry
+from .units import HC_KEV_A
 
 __all__ = ["calibrate", "CalibrationResult"]
 
@@ -385,34 +387,57 @@ def calibrate(
     >>> abs(res.geometry.dist - truth.dist) < 1e-4 and res.rms_px < 0.5
     True
     """
-    from pyFAI.goniometer import SingleGeometry
-    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+    wavelength_m, fix = _check_options(
+        energy_kev=energy_kev, wavelength_a=wavelength_a, distance_mm=distance_mm, orientation=orientation,
+        d_min=d_min, max_rings=max_rings, fix=fix, distance_tolerance=distance_tolerance)
+    img, det, masked = _prepare_image(image, detector, mask, mask_negative=mask_negative,
+                                      orientation=orientation)
+    cal, cal_name, d_all = _load_calibrant(calibrant, wavelength_m, d_min)
+    tth_all = 2 * np.arcsin(wavelength_m * 1e10 / (2 * d_all))
+    pixel = float(np.sqrt(det.pixel1 * det.pixel2))
 
-    # ---- validation
+    # 1. beam centre, 2. distance (rotations zero): this assigns every ring
+    ai = _initial_geometry(img, masked, det, wavelength_m, tth_all, pixel, beam_center_px=beam_center_px,
+                           center_search_px=center_search_px, distance_mm=distance_mm,
+                           distance_tolerance=distance_tolerance)
+    initial = Geometry.from_pyfai(ai, orientation=orientation)
+    # 3. pyFAI control points + refinement, repeated with more rings
+    gr, data = _refine(img, cal, det, ai, wavelength_m, tth_all, pixel, fix=fix,
+                       stages=_ring_stages(ai, img.shape, tth_all, max_rings),
+                       pts_per_deg=pts_per_deg, seed=seed)
+    result = _result(gr, data, initial, d_all, tth_all, pixel, orientation=orientation, fix=fix,
+                     calibrant=cal_name)
+    _write_outputs(result, img, orientation=orientation, poni=poni, report=report, figure=figure)
+    return result
+
+
+# --------------------------------------------------------------------------- stages
+def _check_options(*, energy_kev, wavelength_a, distance_mm, orientation, d_min, max_rings, fix,
+                   distance_tolerance) -> tuple[float, tuple[str, ...]]:
+    """Validate the scalar options eagerly; return the wavelength (m) and ``fix`` as a tuple."""
     if (energy_kev is None) == (wavelength_a is None):
         raise ValueError("energy_kev / wavelength_a: give exactly one of them")
     if energy_kev is not None:
-        if not energy_kev > 0:
-            raise ValueError(f"energy_kev: must be > 0, got {energy_kev}")
-        wavelength_a = HC_KEV_A / float(energy_kev)
-    if not wavelength_a > 0:
-        raise ValueError(f"wavelength_a: must be > 0, got {wavelength_a}")
-    wavelength_m = float(wavelength_a) * 1e-10
-    if not (distance_mm and distance_mm > 0):
-        raise ValueError(f"distance_mm: must be > 0, got {distance_mm}")
-    if orientation not in ("as_read", "flipud"):
-        raise ValueError(f"orientation: expected 'as_read' or 'flipud', got {orientation!r}")
-    if d_min is not None and not d_min > 0:
-        raise ValueError(f"d_min: must be > 0 A, got {d_min}")
-    if max_rings is not None and max_rings < 2:
+        wavelength_a = HC_KEV_A / options.positive(energy_kev, "energy_kev")
+    wavelength_m = options.positive(wavelength_a, "wavelength_a") * 1e-10
+    options.positive(distance_mm, "distance_mm")
+    options.choice(orientation, "orientation", options.ORIENTATIONS)
+    if d_min is not None:
+        options.positive(d_min, "d_min")
+    if max_rings is not None and options.positive_int(max_rings, "max_rings") < 2:
         raise ValueError(f"max_rings: need at least 2 rings, got {max_rings}")
     fix = tuple(fix)
     bad = [f for f in fix if f not in _PARAMS]
     if bad:
         raise ValueError(f"fix: unknown parameters {bad}; expected some of {_PARAMS}")
-    if not 0 < distance_tolerance < 0.5:
+    if not 0 < options.number(distance_tolerance, "distance_tolerance") < 0.5:
         raise ValueError(f"distance_tolerance: must be in (0, 0.5), got {distance_tolerance}")
+    return wavelength_m, fix
 
+
+def _prepare_image(image, detector, mask, *, mask_negative: bool, orientation: str):
+    """The image in ``orientation`` (contiguous), its pyFAI detector carrying the combined mask,
+    and that mask (True = ignored: user mask, negative or non-finite pixels, detector mask)."""
     img = _load_image(image)
     if orientation == "flipud":
         img = np.flipud(img)
@@ -423,7 +448,7 @@ def calibrate(
         det.max_shape = shape
     masked = np.zeros(shape, dtype=bool)
     if mask is not None:
-        from ._integrate import load_mask
+        from ._integrate import load_mask  # lazy: integration pulls in numba
 
         masked |= load_mask(mask, shape, flip=orientation == "flipud").astype(bool)
     if mask_negative and img.dtype.kind in "if":
@@ -433,29 +458,43 @@ def calibrate(
     if det.mask is not None and det.mask.shape == shape:
         masked |= det.mask != 0
     det.mask = masked.astype(np.int8)
-    cal, cal_name, d_all = _load_calibrant(calibrant, wavelength_m, d_min)
-    tth_all = 2 * np.arcsin(wavelength_m * 1e10 / (2 * d_all))
-    pixel = float(np.sqrt(det.pixel1 * det.pixel2))
+    return img, det, masked
 
-    # ---- 1. beam centre, 2. distance (rotations zero)
+
+def _initial_geometry(img, masked, det, wavelength_m: float, tth_all, pixel: float, *, beam_center_px,
+                      center_search_px: float, distance_mm: float, distance_tolerance: float):
+    """pyFAI integrator at the searched beam centre and distance, rotations zero."""
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+
     sampler = _ProfileSampler(img, ~masked)
     guess = None if beam_center_px is None else (float(beam_center_px[1]), float(beam_center_px[0]))
     cy, cx = _find_center(sampler, guess, center_search_px)
     dist0 = _find_distance(sampler, cy, cx, tth_all, pixel, distance_mm * 1e-3, distance_tolerance)
     ai = AzimuthalIntegrator(detector=det, wavelength=wavelength_m)
     ai.setFit2D(dist0 * 1e3, cx, cy, tilt=0.0, tiltPlanRotation=0.0)
-    initial = Geometry.from_pyfai(ai, orientation=orientation)
+    return ai
 
-    # ---- 3. pyFAI control points + refinement, repeated with more rings
+
+def _ring_stages(ai, shape, tth_all, max_rings: int | None) -> list[int]:
+    """Numbers of rings of the successive refinements (4, 8, all on the detector), the last
+    one repeated for the final refinement of every free parameter."""
     ny, nx = shape
     corners = ai.tth(np.array([0, 0, ny, ny]), np.array([0, nx, 0, nx]))
     n_on = int(np.sum(tth_all < corners.max()))
     n_target = n_on if max_rings is None else min(max_rings, n_on)
-    stages = sorted({min(n_target, k) for k in (4, 8, n_target)})
+    return sorted({min(n_target, k) for k in (4, 8, n_target)}) + [n_target]
+
+
+def _refine(img, cal, det, ai, wavelength_m: float, tth_all, pixel: float, *, fix, stages, pts_per_deg,
+            seed: int):
+    """pyFAI control points on the assigned rings and least-squares refinement, once per stage;
+    returns pyFAI's GeometryRefinement and the control points (row, column, ring) kept."""
+    from pyFAI.goniometer import SingleGeometry
+
     geometry_cfg = ai.get_config()
     gr = None
     data = np.empty((0, 3))
-    for stage, nrings in enumerate(stages + [n_target]):
+    for stage, nrings in enumerate(stages):
         sg = SingleGeometry("calib", image=img, calibrant=cal, detector=det, geometry=geometry_cfg)
         sg.geometry_refinement.wavelength = wavelength_m
         with _seeded_global_rng(seed + stage):  # pyFAI's massif shuffles with numpy.random
@@ -468,47 +507,61 @@ def calibrate(
             )
         gr = sg.geometry_refinement
         gr.data = data
-        rot_fix = ["rot1", "rot2", "rot3"]
-        if stage == 0:
-            gr.refine2(1000000, fix=sorted(set(["wavelength"] + rot_fix + list(fix))))
-        gr.refine2(1000000, fix=sorted(set(["wavelength", "rot3"] + list(fix))) if stage < len(stages) else list(fix))
-        # drop outliers (> 5 x rms) and refine again
-        res = _residuals_px(gr, data, tth_all, pixel)
-        rms = np.sqrt(np.mean(res**2))
-        keep = np.abs(res) < max(5 * rms, 0.5)
-        if keep.sum() >= 6 and keep.sum() < len(data):
-            data = data[keep]
-            gr.data = data
-            gr.refine2(1000000, fix=list(fix) if stage >= len(stages) else sorted(set(["wavelength", "rot3"] + list(fix))))
+        data = _refine_stage(gr, data, tth_all, pixel, fix=fix, first=stage == 0,
+                             final=stage == len(stages) - 1)
         geometry_cfg = gr.get_config()
+    return gr, data
 
+
+def _refine_stage(gr, data, tth_all, pixel: float, *, fix, first: bool, final: bool):
+    """One refinement: rotations fixed first (first stage), then all but rot3 and the
+    wavelength (all but ``fix`` at the final stage); outliers (> 5 x rms) dropped and refined
+    again. Returns the control points kept."""
+    fix = list(fix)
+    free = fix if final else sorted(set(["wavelength", "rot3"] + fix))
+    if first:
+        gr.refine2(1000000, fix=sorted(set(["wavelength", "rot1", "rot2", "rot3"] + fix)))
+    gr.refine2(1000000, fix=free)
+    res = _residuals_px(gr, data, tth_all, pixel)
+    rms = np.sqrt(np.mean(res**2))
+    keep = np.abs(res) < max(5 * rms, 0.5)
+    if keep.sum() >= 6 and keep.sum() < len(data):
+        data = data[keep]
+        gr.data = data
+        gr.refine2(1000000, fix=free)
+    return data
+
+
+def _result(gr, data, initial: Geometry, d_all, tth_all, pixel: float, *, orientation: str, fix,
+            calibrant: str) -> CalibrationResult:
     geom = Geometry.from_pyfai(gr, orientation=orientation)
     geom = geom.replace(detector_config=initial.detector_config)
-    rms_px = _rms_px(gr, data, tth_all, pixel)
     ring_idx, counts = np.unique(data[:, 2].astype(int), return_counts=True)
     rings = tuple((int(i), float(d_all[i]), float(np.degrees(tth_all[i])), int(c))
                   for i, c in zip(ring_idx, counts))
-    result = CalibrationResult(
-        geometry=geom, rms_px=rms_px, n_rings=len(ring_idx), n_points=len(data), rings=rings,
-        control_points=data, initial=initial, fixed=fix, calibrant=cal_name,
+    return CalibrationResult(
+        geometry=geom, rms_px=_rms_px(gr, data, tth_all, pixel), n_rings=len(ring_idx),
+        n_points=len(data), rings=rings, control_points=data, initial=initial, fixed=fix,
+        calibrant=calibrant,
     )
-    if poni is not None:
-        geom.to_poni(poni, extra={"Calibrant": cal_name})
-    if report is not None:
-        from .nexus import atomic_output
 
+
+def _write_outputs(result: CalibrationResult, img, *, orientation: str, poni, report, figure) -> None:
+    """PONI file, text report and figure(s), each written atomically (temporary name, rename)."""
+    from .nexus import atomic_output
+
+    if poni is not None:
+        result.geometry.to_poni(poni, extra={"Calibrant": result.calibrant})
+    if report is not None:
         with atomic_output(report, lock=False) as tmp:
             Path(tmp).write_text(result.report() + "\n# json\n# " + json.dumps(result.to_dict()) + "\n")
     if figure is not None:
         from .plot.calibration import calibration_figure
 
         fig = calibration_figure(np.flipud(img) if orientation == "flipud" else img, result)
-        from .nexus import atomic_output
-
         for path in [figure] if isinstance(figure, (str, os.PathLike)) else figure:
             with atomic_output(path, lock=False) as tmp:
                 fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=100)
-    return result
 
 
 @contextlib.contextmanager
