@@ -47,18 +47,36 @@ other members have other angles: they are separate reflections for orientation.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
 
-from . import crystal
-from .crystal import PhaseLike
-from .units import HC_KEV_A
+from ._mounts import Mount, as_mount, goniometer_rotation, mount, orient_block, parse_indices
+from .crystal import (
+    PhaseLike,
+    composition,
+    d_lower_bound,
+    linear_attenuation,
+    load_phase,
+    phase_name,
+    phase_reference,
+    reflection_table,
+    select_reflections,
+    sort_reflections,
+)
+from .options import (
+    SCATTERING_PLANES,
+    STAGES,
+    choice,
+    nonnegative_array,
+    positive,
+    positive_array,
+    positive_int,
+    value_range,
+)
+from .units import ANGSTROM, DEGREE, DIMENSIONLESS, HC_KEV_A, KEV, MM, attrs
 
 __all__ = [
     "Mount",
@@ -71,174 +89,6 @@ __all__ = [
 
 #: energy x reflection points per dask chunk when ``chunks`` is not given
 TARGET_CHUNK_POINTS = 500_000
-
-
-# --------------------------------------------------------------------------------------
-# indices and mounts
-# --------------------------------------------------------------------------------------
-def parse_indices(text: str | Sequence[int]) -> tuple[str, tuple[int, ...]]:
-    """Parse ``"[uvw]"``, ``"[uvtw]"``, ``"(hkl)"``, ``"(hkil)"`` or ``"10-10"``.
-
-    Returns ``(kind, indices)`` with kind ``"uvw"`` (square brackets: a direction) or
-    ``"hkl"`` (round brackets or none: a plane / reflection). Digits may be written together
-    (``"2-1-10"``, one digit per index) or separated by spaces or commas (``"1 10 0"``).
-    Three- or four-index tuples of ints are taken as hkl.
-
-    Examples
-    --------
-    >>> parse_indices("[2-1-10]")
-    ('uvw', (2, -1, -1, 0))
-    >>> parse_indices("(1 0 -1 1)")
-    ('hkl', (1, 0, -1, 1))
-    """
-    if not isinstance(text, str):
-        idx = tuple(int(v) for v in text)
-        if len(idx) not in (3, 4) or any(v != w for v, w in zip(idx, text)):
-            raise ValueError(f"indices must be 3 or 4 integers, got {text!r}")
-        return "hkl", idx
-    s = text.strip()
-    kind = "hkl"
-    if s.startswith("[") and s.endswith("]"):
-        kind, s = "uvw", s[1:-1]
-    elif s.startswith("(") and s.endswith(")"):
-        s = s[1:-1]
-    s = s.strip()
-    if re.search(r"[\s,]", s):
-        parts = [p for p in re.split(r"[\s,]+", s) if p]
-    else:
-        parts = re.findall(r"-?\d", s)
-        if "".join(parts) != s:
-            parts = []
-    try:
-        idx = tuple(int(p) for p in parts)
-    except ValueError:
-        idx = ()
-    if len(idx) not in (3, 4) or all(v == 0 for v in idx):
-        raise ValueError(f"cannot read Miller indices from {text!r}")
-    return kind, idx
-
-
-def _to_three(kind: str, idx: tuple[int, ...], text: Any) -> np.ndarray:
-    if len(idx) == 3:
-        return np.array(idx, dtype=float)
-    if kind == "hkl":
-        h, k, i, l = idx
-        if i != -(h + k):
-            raise ValueError(f"{text!r}: Miller-Bravais indices need i = -(h + k)")
-        return np.array([h, k, l], dtype=float)
-    u, v, t, w = idx
-    if t != -(u + v):
-        raise ValueError(f"{text!r}: 4-index directions need t = -(u + v)")
-    return np.array([u - t, v - t, w], dtype=float)
-
-
-def _cartesian(structure, spec: Any) -> np.ndarray:
-    kind, idx = parse_indices(spec) if isinstance(spec, str) else (
-        (spec[0], tuple(spec[1])) if (len(spec) == 2 and isinstance(spec[0], str))
-        else parse_indices(spec))
-    if kind not in ("uvw", "hkl"):
-        raise ValueError(f"index kind must be 'uvw' or 'hkl', got {kind!r}")
-    three = _to_three(kind, tuple(int(v) for v in idx), spec)
-    if kind == "uvw":
-        return three @ structure.lattice.matrix
-    return three @ structure.lattice.reciprocal_lattice.matrix
-
-
-@dataclass(frozen=True)
-class Mount:
-    """Orientation of a crystal on the goniometer: ``v_lab = matrix @ v_cart`` at zero angles.
-
-    ``matrix`` (U) is a proper rotation (orthonormal, det +1) from pymatgen's Cartesian frame
-    of the structure to the lab frame (beam +x, vertical +z).
-    """
-
-    matrix: np.ndarray
-    description: str = "orientation matrix"
-    beam_adjustment_deg: float = 0.0
-
-    def __post_init__(self):
-        u = np.asarray(self.matrix, dtype=float)
-        if u.shape != (3, 3) or not np.all(np.isfinite(u)):
-            raise ValueError(f"mount: U must be a finite 3x3 matrix, got shape {u.shape}")
-        if not np.allclose(u @ u.T, np.eye(3), atol=1e-8) or np.linalg.det(u) < 0:
-            raise ValueError("mount: U must be a proper rotation (orthonormal, det = +1)")
-        u = u.copy()
-        u.setflags(write=False)
-        object.__setattr__(self, "matrix", u)
-
-
-def mount(phase: PhaseLike, *, vertical: Any, beam: Any) -> Mount:
-    """Orientation from a crystal direction/plane normal vertical and another along the beam.
-
-    Parameters
-    ----------
-    phase
-        Built-in phase name, CIF path or pymatgen Structure (gives the lattice).
-    vertical
-        Along the goniometer axis (lab +z): ``"[uvw]"``/``"[uvtw]"`` for a direction,
-        ``"(hkl)"``/``"(hkil)"`` for a plane normal, or ``("uvw", (u, v, w))``.
-    beam
-        Along the incident beam (lab +x), same forms. Projected perpendicular to
-        ``vertical`` if needed (the angle moved is ``Mount.beam_adjustment_deg``).
-
-    Examples
-    --------
-    >>> m = mount("Mg", vertical="[0001]", beam="[2-1-10]")
-    >>> np.round(m.matrix @ np.array([0.0, 0.0, 1.0]), 12).tolist()  # c axis -> up
-    [0.0, 0.0, 1.0]
-    """
-    structure = crystal.load_phase(phase)
-    z = _cartesian(structure, vertical)
-    x = _cartesian(structure, beam)
-    z = z / np.linalg.norm(z)
-    xn = x / np.linalg.norm(x)
-    xp = xn - np.dot(xn, z) * z
-    if np.linalg.norm(xp) < 1e-6:
-        raise ValueError(f"beam: {beam!r} is parallel to vertical {vertical!r}")
-    adjust = math.degrees(math.asin(min(1.0, abs(float(np.dot(xn, z))))))
-    xp = xp / np.linalg.norm(xp)
-    y = np.cross(z, xp)
-    return Mount(np.array([xp, y, z]), description=f"vertical {vertical}, beam {beam}",
-                 beam_adjustment_deg=adjust)
-
-
-def _as_mount(phase: PhaseLike, value: Any) -> Mount | None:
-    if value is None or isinstance(value, Mount):
-        return value
-    if isinstance(value, Mapping):
-        unknown = set(value) - {"vertical", "beam"}
-        if unknown or len(value) != 2:
-            raise ValueError("mount: a mapping needs exactly the keys 'vertical' and 'beam'")
-        return mount(phase, vertical=value["vertical"], beam=value["beam"])
-    arr = np.asarray(value, dtype=float)
-    return Mount(arr)
-
-
-def goniometer_rotation(omega_deg: Any, chi_deg: Any = 0.0, phi_deg: Any = 0.0) -> np.ndarray:
-    """Rotation matrices ``Rz(omega) @ Rx(chi) @ Ry(phi)`` (shape ``(..., 3, 3)``), in degrees.
-
-    All right-handed; omega about the vertical lab axis, chi and phi about the sample's x
-    and y axes (lab x and y at omega = 0).
-
-    Examples
-    --------
-    >>> np.round(goniometer_rotation(90.0) @ [1.0, 0.0, 0.0], 12).tolist()
-    [0.0, 1.0, 0.0]
-    """
-    w = np.radians(np.asarray(omega_deg, dtype=float))
-    c = np.radians(np.asarray(chi_deg, dtype=float))
-    p = np.radians(np.asarray(phi_deg, dtype=float))
-    w, c, p = np.broadcast_arrays(w, c, p)
-    cw, sw, cc, sc = np.cos(w), np.sin(w), np.cos(c), np.sin(c)
-    cp, sp = np.cos(p), np.sin(p)
-    zero, one = np.zeros_like(w), np.ones_like(w)
-    rz = np.stack([np.stack([cw, -sw, zero], -1), np.stack([sw, cw, zero], -1),
-                   np.stack([zero, zero, one], -1)], -2)
-    rx = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cc, -sc], -1),
-                   np.stack([zero, sc, cc], -1)], -2)
-    ry = np.stack([np.stack([cp, zero, sp], -1), np.stack([zero, one, zero], -1),
-                   np.stack([-sp, zero, cp], -1)], -2)
-    return rz @ rx @ ry
 
 
 # --------------------------------------------------------------------------------------
@@ -269,138 +119,188 @@ def _intensity_block(energy: np.ndarray, d: np.ndarray, f2m: np.ndarray, lp: boo
 
 
 def _mu_block(energy: np.ndarray, elements: dict, rho: float) -> np.ndarray:
-    return crystal._mu_per_mm(elements, rho, energy)
+    return linear_attenuation(elements, rho, energy)
 
 
-def _orient_block(energy: np.ndarray, g0: np.ndarray, stage: str, plane: str) -> np.ndarray:
-    """Goniometer solutions for one energy block.
+# --------------------------------------------------------------------------------------
+# validation and the reflections of a sweep
+# --------------------------------------------------------------------------------------
+def _energies(energy_kev: Any) -> np.ndarray:
+    e = np.atleast_1d(positive_array(energy_kev, "energy_kev"))
+    if e.ndim != 1:
+        raise ValueError("energy_kev: must be a scalar or a 1-D array of energies")
+    if len(np.unique(e)) != e.size:
+        raise ValueError("energy_kev: must not contain duplicates")
+    return e
 
-    g0: (R, 3) reciprocal vectors in the lab frame at zero angles (1/A, 2 pi included).
-    Returns (E, R, 2, 6): omega, tilt (deg), diffracted direction x, y, z, eta (deg).
-    """
-    k = (2.0 * np.pi / (HC_KEV_A / energy))[:, None, None]  # (E,1,1)
-    gx, gy, gz = (g0[None, :, None, i] for i in range(3))  # (1,R,1)
-    g2 = gx**2 + gy**2 + gz**2
-    gn = np.sqrt(g2)
-    sign = np.array([1.0, -1.0])[None, None, :]
-    shape = np.broadcast_shapes(k.shape, gx.shape, sign.shape)
-    tilt = np.zeros(shape)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if stage == "omega":
-            # x component of Rz(omega) g0 must be -|G|^2 / (2k) (elastic scattering)
-            rho = np.hypot(gx, gy)
-            phi = np.arctan2(gy, gx)
-            c = -g2 / (2.0 * k * rho)
-            c = np.where(np.abs(c) <= 1.0, c, np.nan)
-            omega = sign * np.arccos(c) - phi  # (E,R,2)
-        else:
-            # target G in the lab: |G| (-sin t, cos t n), n = +z (vertical) or +y (horizontal)
-            st = gn / (2.0 * k)
-            st = np.where(st <= 1.0, st, np.nan)
-            ct = np.sqrt(1.0 - st**2)
-            tx = -gn * st
-            ty = gn * ct if plane == "horizontal" else np.zeros_like(ct)
-            tz = gn * ct if plane == "vertical" else np.zeros_like(ct)
-            # the inner tilt keeps the component along its axis: (Rz(-omega) t).a = g0.a
-            if stage == "omega-chi":  # tilt about x
-                A, B, g0a = tx, ty, gx
-            else:  # omega-phi: tilt about y
-                A, B, g0a = ty, -tx, gy
-            rho = np.hypot(A, B)
-            psi = np.arctan2(B, A)
-            c = g0a / rho
-            c = np.where(np.abs(c) <= 1.0 + 1e-12, np.clip(c, -1.0, 1.0), np.nan)
-            omega = psi + sign * np.arccos(c)
-            wx = tx * np.cos(omega) + ty * np.sin(omega)
-            wy = -tx * np.sin(omega) + ty * np.cos(omega)
-            wz = np.broadcast_to(tz, omega.shape)
-            if stage == "omega-chi":
-                tilt = np.arctan2(wz, wy) - np.arctan2(gz, gy)
-            else:
-                tilt = np.arctan2(wx, wz) - np.arctan2(gx, gz)
-            tilt = np.where(np.isfinite(omega), tilt, np.nan)
-        omega = np.angle(np.exp(1j * omega))  # wrap to (-pi, pi]
-        tilt = np.angle(np.exp(1j * tilt))
-        # diffracted direction: k_out = k x + Rz(omega) Rtilt g0 (applied, not assumed)
-        ct_, st_ = np.cos(tilt), np.sin(tilt)
-        if stage == "omega-phi":
-            rx = ct_ * gx + st_ * gz
-            ry = np.broadcast_to(gy, omega.shape)
-            rz = -st_ * gx + ct_ * gz
-        else:
-            rx = np.broadcast_to(gx, omega.shape)
-            ry = ct_ * gy - st_ * gz
-            rz = st_ * gy + ct_ * gz
-        cw, sw = np.cos(omega), np.sin(omega)
-        kx, ky, kz = k + cw * rx - sw * ry, sw * rx + cw * ry, rz + 0.0 * omega
-        norm = np.sqrt(kx**2 + ky**2 + kz**2)
-        out = np.empty(omega.shape + (6,))
-        out[..., 0] = np.degrees(omega)
-        out[..., 1] = np.degrees(tilt)
-        out[..., 2] = kx / norm
-        out[..., 3] = ky / norm
-        out[..., 4] = kz / norm
-        out[..., 5] = np.degrees(np.arctan2(kz, ky))
+
+class _SweepArgs(NamedTuple):
+    energy: np.ndarray
+    two_theta_range: tuple[float, float]
+    transmission_range: tuple[float, float]
+    d_min: float | None
+    thickness: np.ndarray | None
+    chunks: int | None
+
+
+def _check_sweep_args(energy_kev, two_theta_range, transmission_range, d_min, stage,
+                      scattering_plane, thickness_mm, chunks) -> _SweepArgs:
+    energy = _energies(energy_kev)
+    tt_rng = (0.0, 180.0) if two_theta_range is None else value_range(
+        two_theta_range, "two_theta_range", lo_bound=0.0, hi_bound=180.0)
+    tr_rng = value_range(transmission_range, "transmission_range", lo_bound=0.0, hi_bound=1.0)
+    if d_min is not None:
+        d_min = positive(d_min, "d_min")
+    choice(stage, "stage", STAGES)
+    choice(scattering_plane, "scattering_plane", SCATTERING_PLANES)
+    thick = None
+    if thickness_mm is not None:
+        thick = nonnegative_array(thickness_mm, "thickness_mm")
+        if thick.ndim > 1:
+            raise ValueError(f"thickness_mm: must be a scalar or 1-D, got {thickness_mm!r}")
+    if chunks is not None:
+        integral = isinstance(chunks, float) and chunks.is_integer()
+        chunks = positive_int(int(chunks) if integral else chunks, "chunks")
+    return _SweepArgs(energy, tt_rng, tr_rng, d_min, thick, chunks)
+
+
+def _select_reflections(structure, name: str, wanted: Any, d_lo: float, symprec: float,
+                        debye_waller_factors) -> xr.Dataset:
+    """Reflection table (labels, indices, d, multiplicity, |F|^2), sorted by d descending."""
+    if wanted is None:
+        return reflection_table(structure, d_lo=d_lo, name=name, symprec=symprec,
+                                debye_waller_factors=debye_waller_factors)
+    return sort_reflections(select_reflections(
+        structure, wanted, name=name, symprec=symprec,
+        debye_waller_factors=debye_waller_factors, allow_absent=True))
+
+
+# --------------------------------------------------------------------------------------
+# the lazy variables
+# --------------------------------------------------------------------------------------
+def _bragg_vars(e_da, table: xr.Dataset, lorentz_polarization: bool) -> dict[str, Any]:
+    import dask.array as da
+
+    n_refl = table.sizes["reflection"]
+    d = table["d_spacing"].values
+    f2m = table["structure_factor_sq"].values * table["multiplicity"].values
+    meta2 = np.empty((0, 0), dtype=float)
+
+    def per_er(func, **kw):
+        return da.map_blocks(func, e_da, new_axis=[1], chunks=(e_da.chunks[0], (n_refl,)),
+                             dtype=float, meta=meta2, **kw)
+
+    er = ("energy", "reflection")
+    return dict(
+        two_theta=(er, per_er(_k_theta_block, d=d, what="two_theta"), attrs(
+            "scattering angle 2theta (NaN: no Bragg reflection)", DEGREE)),
+        bragg_angle=(er, per_er(_k_theta_block, d=d, what="theta"),
+                     attrs("Bragg angle theta", DEGREE)),
+        intensity=(er, per_er(_intensity_block, d=d, f2m=f2m, lp=bool(lorentz_polarization)),
+                   attrs("relative intensity (strongest = 100 at each energy)", DIMENSIONLESS,
+                         lorentz_polarization=int(bool(lorentz_polarization)))),
+    )
+
+
+def _absorption_vars(e_da, two_theta, elements: dict, rho: float, args: _SweepArgs,
+                     coords: dict) -> dict[str, Any]:
+    """attenuation_length, transmission and reachable (adds the thickness coordinate)."""
+    import dask.array as da
+
+    mu = da.map_blocks(_mu_block, e_da, elements=elements, rho=rho, dtype=float,
+                       meta=np.empty((0,), float))
+    out: dict[str, Any] = dict(attenuation_length=(("energy",), 1.0 / mu, attrs(
+        "X-ray attenuation length (1/e), xraydb Elam total", MM)))
+    tt_lo, tt_hi = args.two_theta_range
+    tr_lo, tr_hi = args.transmission_range
+    thick = args.thickness
+    er = ("energy", "reflection")
+    tt_ok = (two_theta >= tt_lo) & (two_theta <= tt_hi)
+    reach, reach_dims = tt_ok, er
+    if thick is not None and thick.ndim == 1:
+        coords["thickness"] = ("thickness", thick, attrs("sample thickness", MM))
+        trans = da.exp(-mu[:, None] * thick[None, :])
+        out["transmission"] = (("energy", "thickness"), trans,
+                               attrs("transmission through the sample", DIMENSIONLESS))
+        tr_ok = (trans >= tr_lo) & (trans <= tr_hi)
+        reach = tt_ok[:, :, None] & tr_ok[:, None, :]
+        reach_dims = ("energy", "reflection", "thickness")
+    elif thick is not None:
+        coords["thickness"] = ((), float(thick), attrs("sample thickness", MM))
+        trans = da.exp(-mu * float(thick))
+        out["transmission"] = (("energy",), trans,
+                               attrs("transmission through the sample", DIMENSIONLESS))
+        tr_ok = (trans >= tr_lo) & (trans <= tr_hi)
+        reach = tt_ok & tr_ok[:, None]
+    out["reachable"] = (reach_dims, reach, attrs(
+        "2theta inside two_theta_range and transmission inside transmission_range",
+        DIMENSIONLESS))
+    return out
+
+
+def _orientation_vars(e_da, table: xr.Dataset, structure, mnt: Mount, stage: str,
+                      plane: str, coords: dict) -> dict[str, Any]:
+    """omega [, chi or phi], diffracted_direction and eta (adds solution and xyz)."""
+    import dask.array as da
+
+    n_refl = table.sizes["reflection"]
+    hkl = np.stack([table[i].values for i in ("h", "k", "l")], axis=1)
+    g_cart = hkl.astype(float) @ structure.lattice.reciprocal_lattice.matrix
+    g0 = g_cart @ mnt.matrix.T  # (R, 3) lab frame at zero angles
+    coords["solution"] = ("solution", np.array([0, 1]),
+                          attrs("goniometer solution index", DIMENSIONLESS))
+    coords["xyz"] = ("xyz", np.array(["x", "y", "z"]), attrs("lab axis (x beam, z up)", units=""))
+    ers = ("energy", "reflection", "solution")
+    solved = da.map_blocks(orient_block, e_da, new_axis=[1, 2, 3],
+                           chunks=(e_da.chunks[0], (n_refl,), (2,), (6,)), dtype=float,
+                           meta=np.empty((0, 0, 0, 0), float), g0=g0, stage=stage, plane=plane)
+    out: dict[str, Any] = dict(omega=(ers, solved[..., 0], attrs(
+        "goniometer rotation about the vertical axis z (NaN: no solution)", DEGREE)))
+    if stage != "omega":
+        axis = "x" if stage == "omega-chi" else "y"
+        out[stage.split("-")[1]] = (ers, solved[..., 1], attrs(
+            f"tilt about the sample {axis} axis (riding on omega)", DEGREE))
+    out["diffracted_direction"] = (ers + ("xyz",), solved[..., 2:5], attrs(
+        "unit vector of the diffracted beam, lab frame", DIMENSIONLESS))
+    out["eta"] = (ers, solved[..., 5], attrs(
+        "azimuth of the diffracted beam about the beam (0 = +y, 90 = +z)", DEGREE))
+    return out
+
+
+def _sweep_attrs(structure, phase, label: str, rho: float, args: _SweepArgs,
+                 lorentz_polarization: bool, symprec: float, mnt: Mount | None, stage: str,
+                 scattering_plane: str) -> dict[str, Any]:
+    from . import __version__
+
+    out = dict(
+        title="xrdflow geometry sweep",
+        xrdflow_version=__version__,
+        phase=label,
+        phase_reference=phase_reference(phase),
+        space_group=structure.get_space_group_info(symprec=symprec)[0],
+        lattice_abc_angstrom=", ".join(f"{v:.6f}" for v in structure.lattice.abc),
+        lattice_angles_deg=", ".join(f"{v:.4f}" for v in structure.lattice.angles),
+        composition=structure.composition.reduced_formula,
+        density_g_cm3=rho,
+        two_theta_range=list(args.two_theta_range),
+        transmission_range=list(args.transmission_range),
+        lorentz_polarization=int(bool(lorentz_polarization)),
+        lab_frame="beam along +x, z up, y = z cross x; G_lab = Rz(omega) Rx(chi) Ry(phi) U G_cart",
+    )
+    if mnt is not None:
+        out.update(
+            mount=mnt.description,
+            mount_U=mnt.matrix.ravel().tolist(),
+            mount_beam_adjustment_deg=mnt.beam_adjustment_deg,
+            stage=stage,
+            scattering_plane=scattering_plane if stage != "omega" else "free",
+        )
     return out
 
 
 # --------------------------------------------------------------------------------------
 # the sweep
 # --------------------------------------------------------------------------------------
-def _energies(energy_kev: Any) -> np.ndarray:
-    e = np.atleast_1d(np.asarray(energy_kev, dtype=float))
-    if e.ndim != 1 or e.size == 0:
-        raise ValueError("energy_kev must be a scalar or a 1-D array of energies")
-    if not np.all(np.isfinite(e)) or np.any(e <= 0):
-        raise ValueError(f"energy_kev must be finite and > 0 (got min {np.nanmin(e)!r})")
-    if len(np.unique(e)) != e.size:
-        raise ValueError("energy_kev must not contain duplicates")
-    return e
-
-
-def _select_reflections(structure, name: str, wanted: Any, d_lo: float, symprec: float,
-                        debye_waller_factors) -> dict[str, np.ndarray]:
-    """Reflection table: labels, hkl strings, h k l, d, multiplicity, |F|^2."""
-    hexagonal = structure.lattice.is_hexagonal()
-    if wanted is None:
-        fam = crystal._families(structure, d_lo, symprec=symprec,
-                                debye_waller_factors=debye_waller_factors)
-        hkl = fam["hkl"]
-        d, mult, f2 = fam["d"], fam["multiplicity"], fam["f2"]
-    else:
-        if isinstance(wanted, xr.Dataset):
-            hkl = np.stack([wanted.h.values, wanted.k.values, wanted.l.values], axis=1)
-        else:
-            if isinstance(wanted, str) or (
-                    isinstance(wanted, Sequence) and wanted and isinstance(wanted[0], int)):
-                wanted = [wanted]
-            rows = []
-            for item in wanted:
-                text = item
-                if isinstance(item, str) and item.startswith(name + " "):
-                    text = item[len(name) + 1:]
-                kind, idx = parse_indices(text)
-                if kind != "hkl":
-                    raise ValueError(f"reflections: {item!r} is a direction, not a reflection")
-                rows.append(_to_three("hkl", idx, item).astype(np.int64))
-            hkl = np.array(rows, dtype=np.int64).reshape(-1, 3)
-        if len(hkl) == 0:
-            raise ValueError("reflections: empty selection")
-        recip = structure.lattice.reciprocal_lattice_crystallographic.matrix
-        d = 1.0 / np.linalg.norm(hkl @ recip, axis=1)
-        mult = crystal._multiplicity(structure, hkl, symprec)
-        f2 = crystal._structure_factor_sq(structure, hkl, debye_waller_factors)
-    order = np.lexsort((-hkl[:, 2], -hkl[:, 1], -hkl[:, 0], -np.round(d, 10)))
-    hkl, d, mult, f2 = hkl[order], d[order], mult[order], f2[order]
-    labels = [crystal._hkl_label(r, hexagonal) for r in hkl]
-    full = [f"{name} {lab}" for lab in labels]
-    if len(set(full)) != len(full):
-        raise ValueError("reflections: the same reflection is listed twice")
-    return dict(label=np.array(full, dtype=str), hkl_str=np.array(labels, dtype=str),
-                hkl=np.asarray(hkl, dtype=np.int64), d=d, mult=np.asarray(mult, np.int64),
-                f2=np.asarray(f2, float))
-
-
 def sweep(
     phase: PhaseLike,
     *,
@@ -486,169 +386,42 @@ def sweep(
     >>> bool(ds.reachable.sel(energy=30.0, reflection="Mg 10-10"))
     True
     """
-    from . import __version__
-
     import dask.array as da
 
-    energy = _energies(energy_kev)
-    tt_rng = crystal._check_range(two_theta_range, "two_theta_range", 0.0, 180.0) or (0.0, 180.0)
-    tr_rng = crystal._check_range(transmission_range, "transmission_range", 0.0, 1.0)
-    if d_min is not None:
-        d_min = float(crystal._positive(d_min, "d_min"))
-    if stage not in ("omega", "omega-chi", "omega-phi"):
-        raise ValueError(f"stage must be 'omega', 'omega-chi' or 'omega-phi', got {stage!r}")
-    if scattering_plane not in ("vertical", "horizontal"):
-        raise ValueError(
-            f"scattering_plane must be 'vertical' or 'horizontal', got {scattering_plane!r}")
-    thick = None
-    if thickness_mm is not None:
-        thick = np.asarray(thickness_mm, dtype=float)
-        if thick.ndim > 1 or thick.size == 0 or np.any(~np.isfinite(thick)) or np.any(thick < 0):
-            raise ValueError(f"thickness_mm must be >= 0, scalar or 1-D, got {thickness_mm!r}")
-    if chunks is not None and (int(chunks) != chunks or chunks < 1):
-        raise ValueError(f"chunks must be a positive integer, got {chunks!r}")
-
-    structure = crystal.load_phase(phase)
-    label = name or crystal.phase_name(phase)
-    mnt = _as_mount(structure, mount)
-    elements, rho = crystal._composition(structure, density)
+    args = _check_sweep_args(energy_kev, two_theta_range, transmission_range, d_min, stage,
+                             scattering_plane, thickness_mm, chunks)
+    energy = args.energy
+    structure = load_phase(phase)
+    label = name or phase_name(phase)
+    mnt = as_mount(structure, mount)
+    elements, rho = composition(structure, density)
 
     # reflections: all that can reach 2theta <= hi at the highest energy
-    lam_min = HC_KEV_A / energy.max()
-    bounds = [lam_min / 2.0]
-    if d_min is not None:
-        bounds.append(d_min)
-    if tt_rng[1] < 180.0:
-        bounds.append(lam_min / (2.0 * math.sin(math.radians(tt_rng[1]) / 2.0)))
-    if len(bounds) == 1:
-        bounds.append(crystal.DEFAULT_D_MIN)
-    table = _select_reflections(structure, label, reflections, max(bounds), symprec,
+    d_lo = d_lower_bound(HC_KEV_A / energy.max(), d_min=args.d_min,
+                         two_theta_max=args.two_theta_range[1])
+    table = _select_reflections(structure, label, reflections, d_lo, symprec,
                                 debye_waller_factors)
-    n_refl = len(table["d"])
+    n_refl = table.sizes["reflection"]
     if n_refl == 0:
         raise ValueError("reflections: no reflection satisfies the ranges given")
 
-    per_chunk = int(chunks) if chunks else max(1, TARGET_CHUNK_POINTS // n_refl)
+    per_chunk = args.chunks or max(1, TARGET_CHUNK_POINTS // n_refl)
     e_da = da.from_array(energy, chunks=per_chunk)
-    d = table["d"]
-    f2m = table["f2"] * table["mult"]
-    meta2 = np.empty((0, 0), dtype=float)
-
-    def per_er(func, **kw):
-        return da.map_blocks(func, e_da, new_axis=[1], chunks=(e_da.chunks[0], (n_refl,)),
-                             dtype=float, meta=meta2, **kw)
-
-    two_theta = per_er(_k_theta_block, d=d, what="two_theta")
-    bragg = per_er(_k_theta_block, d=d, what="theta")
-    intensity = per_er(_intensity_block, d=d, f2m=f2m, lp=bool(lorentz_polarization))
-    mu = da.map_blocks(_mu_block, e_da, elements=elements, rho=rho, dtype=float,
-                       meta=np.empty((0,), float))
-    att = 1.0 / mu
-
-    e_dims = ("energy",)
-    er = ("energy", "reflection")
-    data_vars: dict[str, Any] = {}
     coords: dict[str, Any] = dict(
-        energy=("energy", energy, dict(units="keV", long_name="photon energy")),
-        wavelength=("energy", HC_KEV_A / energy, dict(units="angstrom", long_name="wavelength")),
-        reflection=("reflection", table["label"], dict(units="", long_name="reflection label")),
-        hkl=("reflection", table["hkl_str"],
-             dict(units="", long_name="Miller (Miller-Bravais for hexagonal) indices")),
-        phase=("reflection", np.full(n_refl, label), dict(units="", long_name="phase")),
-        h=("reflection", table["hkl"][:, 0], dict(units="1", long_name="Miller index h")),
-        k=("reflection", table["hkl"][:, 1], dict(units="1", long_name="Miller index k")),
-        l=("reflection", table["hkl"][:, 2], dict(units="1", long_name="Miller index l")),
-        coincident=("reflection", crystal._coincident(table["label"], d), dict(
-            units="", long_name="other reflections at the same d (not symmetry-equivalent)")),
+        energy=("energy", energy, attrs("photon energy", KEV)),
+        wavelength=("energy", HC_KEV_A / energy, attrs("wavelength", ANGSTROM)),
     )
-    data_vars["d_spacing"] = ("reflection", d, dict(units="angstrom", long_name="d-spacing"))
-    data_vars["q"] = ("reflection", 20.0 * np.pi / d,
-                      dict(units="1/nm", long_name="scattering vector length q = 2 pi/d"))
-    data_vars["multiplicity"] = ("reflection", table["mult"],
-                                 dict(units="1", long_name="multiplicity of the reflection family"))
-    data_vars["structure_factor_sq"] = ("reflection", table["f2"],
-                                        dict(units="electron^2", long_name="|F|^2 of one member"))
-    data_vars["two_theta"] = (er, two_theta, dict(
-        units="deg", long_name="scattering angle 2theta (NaN: no Bragg reflection)"))
-    data_vars["bragg_angle"] = (er, bragg, dict(units="deg", long_name="Bragg angle theta"))
-    data_vars["intensity"] = (er, intensity, dict(
-        units="1", long_name="relative intensity (strongest = 100 at each energy)",
-        lorentz_polarization=int(bool(lorentz_polarization))))
-    data_vars["attenuation_length"] = (e_dims, att, dict(
-        units="mm", long_name="X-ray attenuation length (1/e), xraydb Elam total"))
-
-    tt_ok = (two_theta >= tt_rng[0]) & (two_theta <= tt_rng[1])
-    if thick is not None:
-        if thick.ndim == 1:
-            coords["thickness"] = ("thickness", thick, dict(units="mm", long_name="sample thickness"))
-            trans = da.exp(-mu[:, None] * thick[None, :])
-            data_vars["transmission"] = (("energy", "thickness"), trans, dict(
-                units="1", long_name="transmission through the sample"))
-            tr_ok = (trans >= tr_rng[0]) & (trans <= tr_rng[1])
-            reach = tt_ok[:, :, None] & tr_ok[:, None, :]
-            reach_dims = ("energy", "reflection", "thickness")
-        else:
-            coords["thickness"] = ((), float(thick), dict(units="mm", long_name="sample thickness"))
-            trans = da.exp(-mu * float(thick))
-            data_vars["transmission"] = (e_dims, trans, dict(
-                units="1", long_name="transmission through the sample"))
-            tr_ok = (trans >= tr_rng[0]) & (trans <= tr_rng[1])
-            reach = tt_ok & tr_ok[:, None]
-            reach_dims = er
-    else:
-        reach, reach_dims = tt_ok, er
-    data_vars["reachable"] = (reach_dims, reach, dict(
-        units="1", long_name="2theta inside two_theta_range and transmission inside "
-                             "transmission_range"))
-
+    coords.update({k: table[k].variable for k in table.coords})
+    data_vars: dict[str, Any] = {k: table[k].variable for k in table.data_vars}
+    data_vars.update(_bragg_vars(e_da, table, lorentz_polarization))
+    data_vars.update(_absorption_vars(e_da, data_vars["two_theta"][1], elements, rho, args,
+                                      coords))
     if mnt is not None:
-        g_cart = table["hkl"].astype(float) @ structure.lattice.reciprocal_lattice.matrix
-        g0 = g_cart @ mnt.matrix.T  # (R, 3) lab frame at zero angles
-        coords["solution"] = ("solution", np.array([0, 1]),
-                              dict(units="1", long_name="goniometer solution index"))
-        coords["xyz"] = ("xyz", np.array(["x", "y", "z"]),
-                         dict(units="", long_name="lab axis (x beam, z up)"))
-        ers = ("energy", "reflection", "solution")
-        solved = da.map_blocks(_orient_block, e_da, new_axis=[1, 2, 3],
-                               chunks=(e_da.chunks[0], (n_refl,), (2,), (6,)), dtype=float,
-                               meta=np.empty((0, 0, 0, 0), float), g0=g0, stage=stage,
-                               plane=scattering_plane)
-        data_vars["omega"] = (ers, solved[..., 0], dict(
-            units="deg", long_name="goniometer rotation about the vertical axis z "
-                                   "(NaN: no solution)"))
-        if stage != "omega":
-            axis = "x" if stage == "omega-chi" else "y"
-            data_vars[stage.split("-")[1]] = (ers, solved[..., 1], dict(
-                units="deg", long_name=f"tilt about the sample {axis} axis (riding on omega)"))
-        data_vars["diffracted_direction"] = (ers + ("xyz",), solved[..., 2:5], dict(
-            units="1", long_name="unit vector of the diffracted beam, lab frame"))
-        data_vars["eta"] = (ers, solved[..., 5], dict(
-            units="deg", long_name="azimuth of the diffracted beam about the beam (0 = +y, 90 = +z)"))
-
+        data_vars.update(_orientation_vars(e_da, table, structure, mnt, stage, scattering_plane,
+                                           coords))
     ds = xr.Dataset(data_vars=data_vars, coords=coords)
-    ds.attrs.update(
-        title="xrdflow geometry sweep",
-        xrdflow_version=__version__,
-        phase=label,
-        phase_reference=crystal._reference(phase),
-        space_group=structure.get_space_group_info(symprec=symprec)[0],
-        lattice_abc_angstrom=", ".join(f"{v:.6f}" for v in structure.lattice.abc),
-        lattice_angles_deg=", ".join(f"{v:.4f}" for v in structure.lattice.angles),
-        composition=structure.composition.reduced_formula,
-        density_g_cm3=rho,
-        two_theta_range=list(tt_rng),
-        transmission_range=list(tr_rng),
-        lorentz_polarization=int(bool(lorentz_polarization)),
-        lab_frame="beam along +x, z up, y = z cross x; G_lab = Rz(omega) Rx(chi) Ry(phi) U G_cart",
-    )
-    if mnt is not None:
-        ds.attrs.update(
-            mount=mnt.description,
-            mount_U=mnt.matrix.ravel().tolist(),
-            mount_beam_adjustment_deg=mnt.beam_adjustment_deg,
-            stage=stage,
-            scattering_plane=scattering_plane if stage != "omega" else "free",
-        )
+    ds.attrs.update(_sweep_attrs(structure, phase, label, rho, args, lorentz_polarization,
+                                 symprec, mnt, stage, scattering_plane))
     return ds
 
 
@@ -676,7 +449,7 @@ def sweep_table(ds: xr.Dataset, energy_kev: float, *, thickness_mm: float | None
     >>> print(sweep_table(ds, 87.1).splitlines()[0])
     Mg at 87.1 keV (lambda = 0.142347 A), 2theta range 2.5-3.5 deg: 3 of 3 reflections reachable
     """
-    e = float(crystal._positive(energy_kev, "energy_kev"))
+    e = float(positive_array(energy_kev, "energy_kev"))
     row = ds.sel(energy=e, method="nearest")
     if "thickness" in row.dims:
         if thickness_mm is None:
