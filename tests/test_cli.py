@@ -54,3 +54,71 @@ def test_bad_arguments(tmp_path, args, needle, monkeypatch):
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "x.nxs").exists()
+
+
+def _write_mg_pattern(path):
+    """One Mg pattern (.xy, q in 1/nm) with the three first peaks on a flat background."""
+    q = np.linspace(21.0, 27.0, 600)
+    y = 10 + sum(a * np.exp(-0.5 * ((q - c) / 0.05) ** 2) for a, c in [(500, 22.61), (300, 24.12), (800, 25.62)])
+    np.savetxt(path, np.c_[q, y], header="q_nm^-1")
+    return path
+
+
+def test_fit_command_by_phase_and_by_centers(tmp_path, capsys):
+    from xrdflow import crystal, units
+
+    xy = _write_mg_pattern(tmp_path / "p.xy")
+    out = tmp_path / "r.nxs"
+    wavelength = float(units.energy_to_wavelength(87.1))
+    assert main(["fit", str(xy), "--phase", "Mg", "--reflections", "10-10", "0002", "10-11",
+                 "--half-width", "0.3", "--wavelength-a", str(wavelength), "-o", str(out)]) == 0
+    assert "3 fits, 3 ok" in capsys.readouterr().out
+    res = xrdflow.open_result(out)
+    # the same selection as the workflow's [peaks] (crystal.select_reflections)
+    picked = crystal.select_reflections("Mg", ["10-10", "0002", "10-11"], energy_kev=87.1)
+    assert list(res["peak"].values) == list(picked["reflection"].values)
+    np.testing.assert_allclose(res["position"].values[0], [22.61, 24.12, 25.62], atol=1e-3)
+
+    assert main(["fit", str(xy), "--centers", "22.61", "24.12", "--half-width", "0.3",
+                 "--error-model", "poisson", "--overlap", "raise", "-o", str(tmp_path / "c.nxs")]) == 0
+    by_centers = xrdflow.open_result(tmp_path / "c.nxs")
+    assert "poisson" in (by_centers.attrs.get("error_model"), by_centers.attrs.get("weights"))
+    with pytest.warns(DeprecationWarning, match="--centres: deprecated; use '--centers'"):
+        assert main(["fit", str(xy), "--centres", "22.61", "24.12", "--half-width", "0.3",
+                     "--error-model", "poisson", "-o", str(tmp_path / "old.nxs")]) == 0
+    np.testing.assert_array_equal(xrdflow.open_result(tmp_path / "old.nxs")["position"].values,
+                                  by_centers["position"].values)
+
+
+def test_vocabularies_and_defaults_come_from_options():
+    import argparse
+
+    from xrdflow import options
+    from xrdflow.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    def action(command, dest):
+        return next(a for a in sub.choices[command]._actions if a.dest == dest)
+
+    assert tuple(action("ingest", "compression").choices) == options.COMPRESSIONS
+    assert action("ingest", "compression").default == options.DEFAULT_COMPRESSION
+    assert tuple(action("integrate", "engine").choices) == options.ENGINES
+    assert tuple(action("integrate", "unit").choices) == options.INTEGRATION_UNITS
+    assert tuple(action("integrate", "error_model").choices) == options.ERROR_MODELS
+    assert tuple(action("fit", "background").choices) == options.BACKGROUNDS
+    assert tuple(action("fit", "overlap").choices) == options.OVERLAP_POLICIES
+    args = parser.parse_args(["integrate", "raw.nxs", "--poni", "g.poni", "--npt", "10", "-o", "p.nxs"])
+    assert args.polarization is options.DEFAULT_POLARIZATION is None  # as the API and the config
+    assert tuple(args.method.split(",")) == options.DEFAULT_METHOD
+    assert args.engine == options.DEFAULT_ENGINE and args.dark is None and args.flat is None
+
+
+def test_cli_calls_public_functions_only():
+    import inspect
+    import re
+
+    from xrdflow import cli
+
+    assert not re.findall(r"from \.+_\w+ import|from \.\w+\._\w+ import", inspect.getsource(cli))

@@ -10,7 +10,10 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
+
+from . import options as O
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -21,6 +24,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+class _DeprecatedAlias(argparse.Action):
+    """An option with an old spelling kept as an alias: the old one warns (DeprecationWarning)."""
+
+    def __init__(self, *args, deprecated: tuple[str, ...] = (), **kwargs):
+        self.deprecated = deprecated
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string in self.deprecated:
+            warnings.warn(f"{option_string}: deprecated; use '{self.option_strings[0]}' instead",
+                          DeprecationWarning, stacklevel=2)
+        setattr(namespace, self.dest, values)
+
+
 def _add_ingest(sub) -> None:
     p = sub.add_parser("ingest", help="store detector frames in one raw NeXus file (bit-exact)",
                        description="Store detector frames (any format fabio reads) in one raw "
@@ -29,7 +46,7 @@ def _add_ingest(sub) -> None:
     p.add_argument("-o", "--output", required=True, type=Path, help="raw NeXus file to write")
     p.add_argument("--energy", dest="energy_kev", required=True, type=float, help="X-ray energy in keV")
     p.add_argument("--log", dest="strain_log", type=Path, help="CSV log (frame, applied_strain, ...)")
-    p.add_argument("--compression", default="bitshuffle", choices=["bitshuffle", "gzip", "none"])
+    p.add_argument("--compression", default=O.DEFAULT_COMPRESSION, choices=O.COMPRESSIONS)
     p.add_argument("--skip-bad", action="store_true", help="record bad frames and go on")
     p.add_argument("--detector", help="detector name (e.g. Perkin), stored as its description")
     p.add_argument("--workers", type=int, help="reader threads (default: CPU count)")
@@ -38,12 +55,12 @@ def _add_ingest(sub) -> None:
 
 
 def _cmd_ingest(args) -> int:
-    from ._ingest import ingest
+    from . import ingest
 
     sources = args.sources[0] if len(args.sources) == 1 else args.sources
     report = ingest(sources, args.output, energy_kev=args.energy_kev, strain_log=args.strain_log,
                     compression=args.compression, skip_bad=args.skip_bad, detector=args.detector,
-                    workers=args.workers, overwrite=args.overwrite, progress=sys.stderr.isatty())
+                    n_workers=args.workers, overwrite=args.overwrite, progress=sys.stderr.isatty())
     print(report)
     return 0
 
@@ -111,7 +128,7 @@ def _add_calibrate(sub) -> None:
 
 
 def _cmd_calibrate(args) -> int:
-    from ._calibrate import calibrate
+    from . import calibrate
 
     result = calibrate(str(args.image), args.calibrant, energy_kev=args.energy_kev, detector=args.detector,
                        distance_mm=args.distance_mm, beam_center_px=tuple(args.center) if args.center else None,
@@ -128,7 +145,7 @@ def _sectors_arg(text: str | None):
     if text.isdigit():
         return int(text)
     if text.startswith("axial-transverse"):
-        from ._integrate import sectors_around_axis
+        from . import sectors_around_axis
 
         parts = text.split(":")[1:]
         return sectors_around_axis(*(float(p) for p in parts))
@@ -143,13 +160,21 @@ def _add_integrate(sub) -> None:
     p.add_argument("--poni", type=Path, required=True, help="geometry (PONI file)")
     p.add_argument("--flipud", action="store_true", help="the PONI applies to the image flipped up-down")
     p.add_argument("--npt", type=int, required=True, help="radial bins")
-    p.add_argument("--unit", default="q_nm^-1", help="radial unit (q_nm^-1, q_A^-1, 2th_deg, r_mm)")
+    p.add_argument("--unit", default=O.DEFAULT_UNIT, choices=O.INTEGRATION_UNITS,
+                   help=f"radial unit (default {O.DEFAULT_UNIT})")
     p.add_argument("--range", nargs=2, type=float, metavar=("LOW", "HIGH"), help="radial range")
     p.add_argument("--mask", help="mask file (fabio-readable; non-zero = masked)")
     p.add_argument("--sectors", type=_sectors_arg, help="N equal sectors, or axial-transverse[:AXIS[:HALFWIDTH]]")
-    p.add_argument("--method", default="bbox,csr,cython", help="pyFAI method split,algorithm,implementation")
-    p.add_argument("--polarization", type=float, default=0.99, help="polarization factor (default 0.99)")
-    p.add_argument("--engine", choices=["auto", "xrdflow", "pyfai"], default="auto",
+    p.add_argument("--method", default=",".join(O.DEFAULT_METHOD),
+                   help="pyFAI method split,algorithm,implementation (default %(default)s)")
+    p.add_argument("--polarization", type=float, default=O.DEFAULT_POLARIZATION,
+                   help="polarization factor, -1..1 (default: no correction, as pyFAI; 0.99 for a "
+                        "horizontally polarised synchrotron beam)")
+    p.add_argument("--dark", help="dark image subtracted from every frame (fabio-readable)")
+    p.add_argument("--flat", help="flat field every frame is divided by (fabio-readable)")
+    p.add_argument("--error-model", choices=O.ERROR_MODELS,
+                   help="also write the Poisson error of every bin (coordinate I_errors)")
+    p.add_argument("--engine", choices=O.ENGINES, default=O.DEFAULT_ENGINE,
                    help="auto (default): xrdflow's fused engine where it is equivalent, else pyFAI")
     p.add_argument("-o", "--output", type=Path, required=True, help="patterns file to write")
     p.add_argument("--scheduler", default="threads", help="dask scheduler (threads, local, tcp://...)")
@@ -164,7 +189,8 @@ def _cmd_integrate(args) -> int:
     patterns = integrate(open_frames(args.raw), geometry, npt=args.npt, unit=args.unit,
                          radial_range=tuple(args.range) if args.range else None, mask=args.mask,
                          azimuth_sectors=args.sectors, method=tuple(args.method.split(",")),
-                         polarization_factor=args.polarization, engine=args.engine)
+                         polarization_factor=args.polarization, dark=args.dark, flat=args.flat,
+                         error_model=args.error_model, engine=args.engine)
     with compute_context(ComputeConfig(scheduler=args.scheduler), echo=print):
         write_patterns(patterns, args.output)
     print(f"{args.output}: {patterns.sizes['frame']} frames x {patterns.shape[-1]} bins")
@@ -178,19 +204,25 @@ def _add_fit(sub) -> None:
     p.add_argument("patterns", nargs="+", help="patterns file (NXazint) or text patterns (.xy, .dat)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--phase", help="phase for --reflections (Mg, Ti-hcp, CeO2, a CIF...)")
-    src.add_argument("--centres", type=float, nargs="+", help="peak centres in the radial unit")
+    src.add_argument("--centers", "--centres", dest="centers", type=float, nargs="+", action=_DeprecatedAlias,
+                     deprecated=("--centres",), help="peak centers in the radial unit (--centres: deprecated)")
     p.add_argument("--reflections", nargs="+", help="hkl of the reflections to fit (with --phase)")
     p.add_argument("--half-width", type=float, help="half width of each window (radial unit)")
-    p.add_argument("--background", choices=["linear", "constant"], default="linear")
+    p.add_argument("--background", choices=O.BACKGROUNDS, default=O.DEFAULT_BACKGROUND)
+    p.add_argument("--error-model", choices=O.ERROR_MODELS,
+                   help="fit weights: poisson = 1/max(y, 1), counting statistics (default: none)")
+    p.add_argument("--overlap", choices=O.OVERLAP_POLICIES, default=O.DEFAULT_OVERLAP,
+                   help="a window holding another listed peak's center: warn (default), raise or drop")
     p.add_argument("--unit", help="radial unit of text patterns if their header does not say")
     p.add_argument("--wavelength-a", type=float, help="wavelength (A) of text patterns in 2theta")
-    p.add_argument("--reference", default="first", help="strain reference: first or d0")
+    p.add_argument("--reference", default=O.STRAIN_REFERENCES[0], choices=O.STRAIN_REFERENCES,
+                   help="strain reference: the first frame, or the reflections' own d0")
     p.add_argument("-o", "--output", type=Path, required=True, help="result file (NeXus) to write")
     p.set_defaults(func=_cmd_fit)
 
 
 def _cmd_fit(args) -> int:
-    from . import fit_peaks, lattice_strain, open_patterns, read_patterns, reflections, write_result
+    from . import lattice_strain, open_patterns, read_patterns, write_result
 
     first = Path(args.patterns[0])
     if len(args.patterns) == 1 and first.suffix in (".nxs", ".h5", ".hdf5", ".nx5"):
@@ -204,22 +236,30 @@ def _cmd_fit(args) -> int:
         energy = patterns.attrs.get("energy_kev")
         if energy is None:
             raise ValueError("--wavelength-a: the patterns do not say their energy")
-        refl = reflections(args.phase, energy_kev=float(energy))
-        hkls = list(refl["hkl"].values)
-        missing = [h for h in args.reflections if h not in hkls]
-        if missing:
-            raise ValueError(f"--reflections: {', '.join(missing)} not reflections of {args.phase}")
-        peaks = refl.isel(reflection=[hkls.index(h) for h in args.reflections])
+        from .crystal import select_reflections  # the selection the workflow's [peaks] uses too
+
+        peaks = select_reflections(args.phase, args.reflections, energy_kev=float(energy))
     else:
         if args.half_width is None:
-            raise ValueError("--half-width: needed with --centres")
-        peaks = args.centres
-    fits = fit_peaks(patterns, peaks, half_width=args.half_width, background=args.background)
+            raise ValueError("--half-width: needed with --centers")
+        peaks = args.centers
+    fits = _fit(patterns, peaks, half_width=args.half_width, background=args.background,
+                error_model=args.error_model, overlap=args.overlap)
     result = lattice_strain(fits.compute(), reference=args.reference)
     write_result(result, args.output)
     status = result["status"].values
     print(f"{args.output}: {status.size} fits, {int((status == 0).sum())} ok")
     return 0
+
+
+def _fit(patterns, peaks, *, error_model, **kwargs):
+    """fit_peaks with its fit weights: ``error_model=`` where it has it, else ``weights=``."""
+    import inspect
+
+    from . import fit_peaks
+
+    key = "error_model" if "error_model" in inspect.signature(fit_peaks).parameters else "weights"
+    return fit_peaks(patterns, peaks, **{key: error_model}, **kwargs)
 
 
 def _add_sweep(sub) -> None:

@@ -13,12 +13,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from .options import DEFAULT_HOST, JOBQUEUE_KINDS, LOCAL_SCHEDULERS, choice, positive_int
+
 log = logging.getLogger(__name__)
 
 __all__ = ["ComputeConfig", "compute_context", "LOCAL_SCHEDULERS", "JOBQUEUE_KINDS"]
-
-LOCAL_SCHEDULERS = ("threads", "synchronous", "processes")
-JOBQUEUE_KINDS = ("slurm", "pbs", "sge", "lsf", "htcondor", "moab", "oar")
 
 
 @dataclass(frozen=True)
@@ -51,25 +50,26 @@ class ComputeConfig:
     threads_per_worker: int = 1
     memory_limit: str = "auto"
     dashboard: bool = True
-    host: str = "127.0.0.1"
+    host: str = DEFAULT_HOST
     jobqueue: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self):
-        if self.n_workers is not None and (int(self.n_workers) != self.n_workers or self.n_workers < 1):
-            raise ValueError(f"compute.n_workers: must be a positive integer, got {self.n_workers!r}")
-        if int(self.threads_per_worker) != self.threads_per_worker or self.threads_per_worker < 1:
-            raise ValueError(
-                f"compute.threads_per_worker: must be a positive integer, got {self.threads_per_worker!r}")
+        if self.n_workers is not None:
+            positive_int(_integral(self.n_workers), "compute.n_workers")
+        positive_int(_integral(self.threads_per_worker), "compute.threads_per_worker")
         if self.jobqueue is not None:
-            kind = str(self.jobqueue.get("kind", "")).lower()
-            if kind not in JOBQUEUE_KINDS:
-                raise ValueError(f"compute.jobqueue.kind: must be one of {JOBQUEUE_KINDS}, got {kind!r}")
+            choice(str(self.jobqueue.get("kind", "")).lower(), "compute.jobqueue.kind", JOBQUEUE_KINDS)
             if self.scheduler not in (None, "local"):
                 raise ValueError("compute: give either a scheduler or a jobqueue, not both")
         if self.scheduler not in (None, "local", *LOCAL_SCHEDULERS) and "://" not in str(self.scheduler):
             raise ValueError(
                 f"compute.scheduler: expected 'local', one of {LOCAL_SCHEDULERS} or an address like "
                 f"tcp://host:8786, got {self.scheduler!r}")
+
+
+def _integral(value):
+    """A float holding an integer (``4.0``) as that integer; anything else unchanged."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _default_workers() -> int:
