@@ -491,8 +491,6 @@ def reflections(
     >>> round(float(ds.two_theta.sel(reflection="Mg 10-10")), 3)
     2.935
     """
-    from . import __version__
-
     energy = _one_energy(energy_kev)
     wavelength = HC_KEV_A / energy
     q_rng = None if q_range is None else value_range(q_range, "q_range", lo_bound=0.0,
@@ -520,7 +518,16 @@ def reflections(
         combine_attrs="override")
     ds = sort_reflections(ds, names)[["d_spacing", "q", "two_theta", "multiplicity", "intensity",
                                       "structure_factor_sq"]]
-    ds.attrs.update(
+    ds.attrs.update(_reflections_attrs(phases, names, structures, energy, wavelength, q_rng, tt_rng,
+                                       d_lo, lorentz_polarization, debye_waller_factors, symprec))
+    return ds
+
+
+def _reflections_attrs(phases, names, structures, energy, wavelength, q_rng, tt_rng, d_lo,
+                       lorentz_polarization, debye_waller_factors, symprec) -> dict[str, Any]:
+    from . import __version__
+
+    return dict(
         title="xrdflow reflections",
         xrdflow_version=__version__,
         phase=", ".join(names),
@@ -539,4 +546,3 @@ def reflections(
         debye_waller_factors=str(dict(debye_waller_factors or {})),
         structure_factors="pymatgen ATOMIC_SCATTERING_PARAMS (same formula as XRDCalculator)",
     )
-    return ds

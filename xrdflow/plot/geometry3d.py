@@ -18,9 +18,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+
+from ..options import choice, positive, positive_array
 
 __all__ = ["Scene", "experiment_scene", "plot_experiment_3d", "write_gltf"]
 
@@ -119,21 +121,58 @@ def experiment_scene(
     >>> round(scene.info["two_theta_deg"], 3)
     9.667
     """
-    from ..crystal import load_phase
-    from .._sweep import goniometer_rotation, sweep
+    from .._phases import load_phase
 
-    if solution not in (0, 1):
-        raise ValueError(f"solution must be 0 or 1, got {solution!r}")
-    size = np.asarray(sample_size_mm, dtype=float)
-    if size.shape != (3,) or np.any(~np.isfinite(size)) or np.any(size <= 0):
-        raise ValueError(f"sample_size_mm must be three positive lengths, got {sample_size_mm!r}")
-    big = float(size.max())
-    dist = 6.0 * big if distance_mm is None else float(distance_mm)
-    det = 2.0 * big if detector_size_mm is None else float(detector_size_mm)
-    if dist <= 0 or det <= 0:
-        raise ValueError("distance_mm and detector_size_mm must be > 0")
-
+    size, dist, det = _check_scene_args(solution, sample_size_mm, distance_mm, detector_size_mm)
     structure = load_phase(phase)
+    sol = _bragg_solution(structure, energy_kev, reflection, mount, stage, scattering_plane,
+                          solution)
+    big = float(size.max())
+    segs = (_beam_segments(sol, dist, big) + _cell_segments(sol, structure, size)
+            + _triad_segments(dist, big))
+    boxes = _scene_boxes(sol, size, dist, det)
+    r, ds = sol.row, sol.ds
+    tilt = f", chi {sol.chi:.3f}" if "chi" in r else (f", phi {sol.phi:.3f}" if "phi" in r else "")
+    title = (f"{ds.attrs['phase']} {r.hkl.values} at {float(energy_kev):g} keV: "
+             f"2θ {sol.two_theta:.3f}°, omega {sol.omega:.3f}°{tilt} ({ds.attrs['mount']})")
+    info = dict(phase=ds.attrs["phase"], reflection=str(r.reflection.values),
+                energy_kev=float(energy_kev), two_theta_deg=sol.two_theta, omega_deg=sol.omega,
+                chi_deg=sol.chi, phi_deg=sol.phi, stage=stage, mount=ds.attrs["mount"],
+                mount_U=sol.u.ravel().tolist(), diffracted_direction=sol.kout.tolist(),
+                schematic="angles true, lengths schematic (mm scene units)")
+    return Scene(tuple(segs), tuple(boxes), title, info)
+
+
+def _check_scene_args(solution, sample_size_mm, distance_mm, detector_size_mm):
+    """(sample size (3,), distance, detector width), mm, validated; defaults 6 and 2 sizes."""
+    choice(solution, "solution", (0, 1))
+    size = positive_array(sample_size_mm, "sample_size_mm")
+    if size.shape != (3,):
+        raise ValueError(f"sample_size_mm: must be three positive lengths, got {sample_size_mm!r}")
+    big = float(size.max())
+    dist = 6.0 * big if distance_mm is None else positive(distance_mm, "distance_mm")
+    det = 2.0 * big if detector_size_mm is None else positive(detector_size_mm, "detector_size_mm")
+    return size, dist, det
+
+
+class _Solution(NamedTuple):
+    ds: Any  # the one-energy, one-reflection sweep
+    row: Any  # ds at that energy and reflection
+    omega: float
+    chi: float
+    phi: float
+    rot: np.ndarray  # goniometer rotation R
+    u: np.ndarray  # mount matrix U
+    kout: np.ndarray  # unit diffracted direction
+    g_lab: np.ndarray  # the reflection's G in the lab, at the solution
+    two_theta: float
+
+
+def _bragg_solution(structure, energy_kev, reflection, mount, stage, scattering_plane,
+                    solution) -> _Solution:
+    from .._mounts import goniometer_rotation
+    from .._sweep import sweep
+
     ds = sweep(structure, energy_kev=[float(energy_kev)], reflections=[reflection], mount=mount,
                stage=stage, scattering_plane=scattering_plane).compute()
     r = ds.isel(energy=0, reflection=0)
@@ -146,41 +185,62 @@ def experiment_scene(
     phi = float(r.phi[solution]) if "phi" in r else 0.0
     rot = goniometer_rotation(omega, chi, phi)
     u = np.asarray(ds.attrs["mount_U"], dtype=float).reshape(3, 3)
-    ru = rot @ u
-    kout = r.diffracted_direction[solution].values
     hkl = np.array([int(r.h), int(r.k), int(r.l)], dtype=float)
-    g_lab = ru @ (hkl @ structure.lattice.reciprocal_lattice.matrix)
+    g_lab = rot @ u @ (hkl @ structure.lattice.reciprocal_lattice.matrix)
+    return _Solution(ds, r, omega, chi, phi, rot, u, r.diffracted_direction[solution].values,
+                     g_lab, float(r.two_theta))
 
-    segs: list[Segment] = []
-    add = lambda name, a, b, rad: segs.append(  # noqa: E731
-        Segment(name, np.asarray(a, float), np.asarray(b, float), rad, _COLORS[name.split("#")[0]]))
+
+def _segment(name: str, a, b, radius: float) -> Segment:
+    return Segment(name, np.asarray(a, float), np.asarray(b, float), radius,
+                   _COLORS[name.split("#")[0]])
+
+
+def _beam_segments(sol: _Solution, dist: float, big: float) -> list[Segment]:
+    """Beams, scattering vector and rotation axis."""
     rad = 0.02 * big
-    add("incident_beam", [-dist, 0, 0], [0, 0, 0], rad)
-    add("transmitted_beam", [0, 0, 0], [dist, 0, 0], 0.5 * rad)
-    add("diffracted_beam", [0, 0, 0], dist * kout, rad)
-    add("scattering_vector", [0, 0, 0], 0.9 * big * _unit(g_lab), 0.6 * rad)
-    add("rotation_axis", [0, 0, -big], [0, 0, big], 0.3 * rad)
-    # unit cell, rotated as mounted, scaled to 0.8 of the smallest sample size
-    lat = (ru @ structure.lattice.matrix.T).T  # rows: a, b, c in the lab
+    return [
+        _segment("incident_beam", [-dist, 0, 0], [0, 0, 0], rad),
+        _segment("transmitted_beam", [0, 0, 0], [dist, 0, 0], 0.5 * rad),
+        _segment("diffracted_beam", [0, 0, 0], dist * sol.kout, rad),
+        _segment("scattering_vector", [0, 0, 0], 0.9 * big * _unit(sol.g_lab), 0.6 * rad),
+        _segment("rotation_axis", [0, 0, -big], [0, 0, big], 0.3 * rad),
+    ]
+
+
+def _triad_segments(dist: float, big: float) -> list[Segment]:
+    """A small lab triad (x, y, z), off to the side."""
+    tri = np.array([-0.8 * dist, -1.5 * big, -1.5 * big])
+    rad = 0.02 * big
+    return [_segment(name, tri, tri + 0.8 * big * np.eye(3)[i], 0.4 * rad)
+            for i, name in enumerate(("lab_x", "lab_y", "lab_z"))]
+
+
+def _cell_segments(sol: _Solution, structure, size: np.ndarray) -> list[Segment]:
+    """The 12 edges of the unit cell, rotated as mounted, scaled to 0.8 of the smallest size."""
+    rad = 0.02 * float(size.max())
+    lat = (sol.rot @ sol.u @ structure.lattice.matrix.T).T  # rows: a, b, c in the lab
     scale = 0.8 * float(size.min()) / np.linalg.norm(lat, axis=1).max()
     a, b, c = lat * scale
     origin = -(a + b + c) / 2.0
     corners = {(i, j, k): origin + i * a + j * b + k * c
                for i in (0, 1) for j in (0, 1) for k in (0, 1)}
-    n = 0
+    segs = []
     for key, p in corners.items():
         for axis in range(3):
             if key[axis] == 0:
                 other = list(key)
                 other[axis] = 1
-                add(f"unit_cell#{n}", p, corners[tuple(other)], 0.25 * rad)
-                n += 1
-    # small lab triad, off to the side
-    tri = np.array([-0.8 * dist, -1.5 * big, -1.5 * big])
-    for i, name in enumerate(("lab_x", "lab_y", "lab_z")):
-        add(name, tri, tri + 0.8 * big * np.eye(3)[i], 0.4 * rad)
+                segs.append(_segment(f"unit_cell#{len(segs)}", p, corners[tuple(other)],
+                                     0.25 * rad))
+    return segs
 
-    boxes = [Box("sample", np.zeros(3), rot @ np.diag(size / 2.0), _COLORS["sample"])]
+
+def _scene_boxes(sol: _Solution, size: np.ndarray, dist: float, det: float) -> list[Box]:
+    """The sample (rotated by the goniometer) and the detector, facing the diffracted beam."""
+    big = float(size.max())
+    kout = sol.kout
+    boxes = [Box("sample", np.zeros(3), sol.rot @ np.diag(size / 2.0), _COLORS["sample"])]
     uvec = np.cross([0.0, 0.0, 1.0], kout)
     if np.linalg.norm(uvec) < 1e-9:
         uvec = np.cross([0.0, 1.0, 0.0], kout)
@@ -189,16 +249,7 @@ def experiment_scene(
     boxes.append(Box("detector", dist * kout,
                      np.column_stack([0.01 * big * kout, det / 2 * uvec, det / 2 * vvec]),
                      _COLORS["detector"]))
-    two_theta = float(r.two_theta)
-    tilt = f", chi {chi:.3f}" if "chi" in r else (f", phi {phi:.3f}" if "phi" in r else "")
-    title = (f"{ds.attrs['phase']} {r.hkl.values} at {float(energy_kev):g} keV: "
-             f"2θ {two_theta:.3f}°, omega {omega:.3f}°{tilt} ({ds.attrs['mount']})")
-    info = dict(phase=ds.attrs["phase"], reflection=str(r.reflection.values),
-                energy_kev=float(energy_kev), two_theta_deg=two_theta, omega_deg=omega,
-                chi_deg=chi, phi_deg=phi, stage=stage, mount=ds.attrs["mount"],
-                mount_U=u.ravel().tolist(), diffracted_direction=kout.tolist(),
-                schematic="angles true, lengths schematic (mm scene units)")
-    return Scene(tuple(segs), tuple(boxes), title, info)
+    return boxes
 
 
 def _box_faces(box: Box) -> list[np.ndarray]:
