@@ -9,11 +9,14 @@ import pytest
 import xarray as xr
 
 from conftest import shared
-from xrdflow import crystal
 from xrdflow.crystal import (
     attenuation_length,
+    d_lower_bound,
     load_phase,
+    reflection_table,
     reflections,
+    select_reflections,
+    sort_reflections,
     transmission,
 )
 from xrdflow.units import (
@@ -275,6 +278,70 @@ def test_unknown_phase_and_missing_cif(tmp_path):
         reflections(["Mg", "Mg"], energy_kev=80.0)
 
 
+# ------------------------------------------------------------------ tables and selection
+def test_d_lower_bound_takes_the_tightest_bound():
+    lam = energy_to_wavelength(87.1)
+    assert d_lower_bound(lam) == 0.5  # no bound: DEFAULT_D_MIN
+    assert d_lower_bound(lam, d_min=1.2) == 1.2
+    assert d_lower_bound(lam, q_max=40.0) == pytest.approx(q_to_d(40.0))
+    assert d_lower_bound(lam, q_max=np.inf) == 0.5
+    assert d_lower_bound(lam, two_theta_max=5.0) == pytest.approx(two_theta_to_d(5.0, lam))
+    assert d_lower_bound(lam, two_theta_max=180.0) == 0.5
+    assert d_lower_bound(3.0, d_min=0.2) == 1.5  # Bragg's law: d >= lambda / 2
+
+
+def test_reflection_table_is_reflections_without_energy():
+    ds = reflections("Ti-hcp", energy_kev=87.1, d_min=0.9)
+    table = reflection_table("Ti-hcp", d_lo=0.9)
+    assert list(table.reflection.values) == list(ds.reflection.values)
+    for var in ("d_spacing", "q", "multiplicity", "structure_factor_sq"):
+        np.testing.assert_array_equal(table[var], ds[var])
+    for coord in ("hkl", "phase", "h", "k", "l", "coincident"):
+        np.testing.assert_array_equal(table[coord], ds[coord])
+    with pytest.raises(ValueError, match="d_lo or hkl"):
+        reflection_table("Mg")
+
+
+def test_select_reflections_by_hkl_or_label_in_the_order_given():
+    full = reflections("Mg", energy_kev=87.1)
+    sel = select_reflections("Mg", ["10-11", "Mg 0002", "(1 0 -1 0)"], energy_kev=87.1)
+    assert list(sel.reflection.values) == ["Mg 10-11", "Mg 0002", "Mg 10-10"]
+    ref = full.sel(reflection=list(sel.reflection.values))
+    np.testing.assert_allclose(sel.d_spacing, ref.d_spacing, rtol=1e-15)
+    np.testing.assert_allclose(sel.two_theta, ref.two_theta, rtol=1e-14)
+    np.testing.assert_array_equal(sel.multiplicity, ref.multiplicity)
+    assert list(sel.hkl.values) == list(ref.hkl.values)
+    assert float(sel.intensity.max()) == 100.0  # strongest of the selection
+    # a member that is not the family's representative: same d, its own indices
+    member = select_reflections("Mg", (0, 1, 0))
+    assert list(member.reflection.values) == ["Mg 01-10"]
+    assert float(member.d_spacing[0]) == pytest.approx(float(full.d_spacing.sel(reflection="Mg 10-10")))
+    assert int(member.multiplicity[0]) == 6 and "two_theta" not in member
+    # a reflections Dataset selects by its h, k, l
+    again = select_reflections("Mg", full.isel(reflection=[2, 0]))
+    assert list(again.reflection.values) == ["Mg 10-11", "Mg 10-10"]
+    assert sort_reflections(again).reflection.values.tolist() == ["Mg 10-10", "Mg 10-11"]
+
+
+@pytest.mark.parametrize("wanted, match", [
+    (["0001"], "not a reflection of Mg"),  # systematically absent in hcp
+    (["[100]"], "direction"),
+    (["10-10", "Mg 10-10"], "twice"),
+    (["1011"], "i = -"),
+    (["Ti 10-10"], "cannot read"),
+    ([], "empty"),
+])
+def test_select_reflections_refuses(wanted, match):
+    with pytest.raises(ValueError, match=match) as info:
+        select_reflections("Mg", wanted, energy_kev=87.1)
+    assert str(info.value).startswith("reflections: ")
+
+
+def test_select_reflections_can_keep_absences():
+    ds = select_reflections("Mg", ["0001"], allow_absent=True)
+    assert float(ds.structure_factor_sq[0]) < 1e-20
+
+
 # ------------------------------------------------------------------ CIF round trip
 def test_cif_round_trip(tmp_path):
     from pymatgen.io.cif import CifWriter
@@ -326,9 +393,3 @@ def test_transmission_physics_and_validation():
     with pytest.raises(ValueError, match="energy_kev"):
         attenuation_length("Mg", [-5.0, 10.0])
 
-
-def test_doctests():
-    import doctest
-
-    result = doctest.testmod(crystal, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0
