@@ -11,6 +11,8 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
+from ..options import positive_int
+
 __all__ = ["plot_two_theta", "plot_transmission"]
 
 
@@ -60,8 +62,7 @@ def plot_two_theta(
     """
     if "two_theta" not in ds or "energy" not in ds.dims:
         raise ValueError("ds: expected a sweep dataset with two_theta(energy, reflection)")
-    if max_reflections < 1:
-        raise ValueError(f"max_reflections must be >= 1, got {max_reflections}")
+    positive_int(max_reflections, "max_reflections")
     if reflections is None:
         strength = ds.intensity.max("energy").compute()
         order = np.argsort(-np.nan_to_num(strength.values, nan=-1.0), kind="stable")
