@@ -13,8 +13,11 @@ import pytest
 import xarray as xr
 
 import xrdflow
-from xrdflow.demo import demo_config_text
-from xrdflow.workflow import ConfigError, load_config, run_workflow
+from xrdflow import options
+from xrdflow.workflow import SCHEMA, ConfigError, load_config, run_workflow
+from xrdflow.workflow.demo import answer, demo_config_text
+
+from conftest import write_tiffs
 
 SIZE = (512, 512)  # the PerkinElmer panel binned 4x (0.8 mm pixels): same physics in q, fast
 
@@ -43,9 +46,26 @@ def config_for(folder: Path, **changes) -> dict:
     return cfg
 
 
-def test_run_end_to_end_against_truth(demo_inputs, tmp_path):
-    cfg = load_config(config_for(demo_inputs, run__output=str(tmp_path / "out")), base_dir=demo_inputs)
-    res = run_workflow(cfg, echo=None)
+@pytest.fixture(scope="module")
+def demo_run(demo_inputs, tmp_path_factory):
+    """The demo config run once (ingest, calibration, reduction, figures): (config, RunResult).
+    Other runs start from its raw file and geometry, so that only one test calibrates."""
+    out = tmp_path_factory.mktemp("e2e") / "out"
+    cfg = load_config(config_for(demo_inputs, run__output=str(out)), base_dir=demo_inputs)
+    return cfg, run_workflow(cfg, echo=None)
+
+
+def from_run(demo_inputs, demo_run, out: Path, **changes) -> dict:
+    """The demo config on the raw file and the calibrated geometry of ``demo_run``."""
+    base = demo_run[0].output
+    return config_for(demo_inputs, run__output=str(out), input__frames=None, input__log=None,
+                      input__raw=str(base / "raw.nxs"), geometry__calibrant_image=None,
+                      geometry__calibrant=None, geometry__distance_mm=None,
+                      geometry__poni=str(base / "geometry.poni"), **changes)
+
+
+def test_run_end_to_end_against_truth(demo_inputs, demo_run):
+    cfg, res = demo_run
     ds = res.result
     assert ds.sizes == {"frame": 6, "peak": 3}
     assert list(ds["peak"].values) == ["Mg 10-10", "Mg 0002", "Mg 10-11"]
@@ -72,7 +92,7 @@ def test_run_end_to_end_against_truth(demo_inputs, tmp_path):
     xr.testing.assert_identical(xrdflow.open_result(res.outputs["result"]), ds)
     pat = xrdflow.open_patterns(res.outputs["patterns"])
     assert pat.sizes["frame"] == 6 and pat.attrs["radial_unit"] == "q_nm^-1"
-    assert not list(Path(tmp_path / "out").glob("*.partial"))
+    assert not list(cfg.output.glob("*.partial"))
     assert "6 ok" not in res.summary and "18 ok" in res.summary
     # provenance of the whole run travels with the result
     assert json.loads(ds.attrs["run_config"])["integration"]["npt"] == 300
@@ -83,15 +103,15 @@ def test_run_end_to_end_against_truth(demo_inputs, tmp_path):
     xr.testing.assert_identical(again.result, ds)
 
 
-def test_streamed_run_equals_plain_lazy_pipeline(demo_inputs, tmp_path):
-    cfg = load_config(config_for(demo_inputs, run__output=str(tmp_path / "out"),
-                                 compute__batch_frames=2, integration__sectors="axial-transverse",
-                                 output__figures=False),
+def test_streamed_run_equals_plain_lazy_pipeline(demo_inputs, demo_run, tmp_path):
+    cfg = load_config(from_run(demo_inputs, demo_run, tmp_path / "out",
+                               compute__batch_frames=2, integration__sectors="axial-transverse",
+                               output__figures=False),
                       base_dir=demo_inputs)
     res = run_workflow(cfg, echo=None)
-    out = tmp_path / "out"
-    geometry = xrdflow.Geometry.from_poni(out / "geometry.poni")
-    patterns = xrdflow.integrate(xrdflow.open_frames(out / "raw.nxs"), geometry, npt=300,
+    out, base = tmp_path / "out", demo_run[0].output
+    geometry = xrdflow.Geometry.from_poni(base / "geometry.poni")
+    patterns = xrdflow.integrate(xrdflow.open_frames(base / "raw.nxs"), geometry, npt=300,
                                  radial_range=(21.0, 27.0), polarization_factor=0.99,
                                  azimuth_sectors={"axial": (0.0, 10.0), "transverse": (90.0, 10.0)})
     peaks = xrdflow.reflections("Mg", energy_kev=87.1).sel(reflection=["Mg 10-10", "Mg 0002", "Mg 10-11"])
@@ -106,7 +126,7 @@ def test_streamed_run_equals_plain_lazy_pipeline(demo_inputs, tmp_path):
 
 
 @pytest.mark.slow
-def test_same_result_threaded_distributed_and_external_scheduler(demo_inputs, tmp_path):
+def test_same_result_threaded_distributed_and_external_scheduler(demo_inputs, demo_run, tmp_path):
     """The same run on dask's threads, a local distributed cluster, and a scheduler and a
     worker started as separate processes (as on a facility cluster): bit-identical."""
     import socket
@@ -138,9 +158,9 @@ def test_same_result_threaded_distributed_and_external_scheduler(demo_inputs, tm
                 time.sleep(0.5)
         for scheduler in ("threads", "local", address):
             name = "external" if scheduler == address else scheduler
-            cfg = load_config(config_for(demo_inputs, run__output=str(tmp_path / name), output__figures=False,
-                                         compute__scheduler=scheduler, compute__n_workers=2,
-                                         compute__dashboard=False),
+            cfg = load_config(from_run(demo_inputs, demo_run, tmp_path / name, output__figures=False,
+                                       compute__scheduler=scheduler, compute__n_workers=2,
+                                       compute__dashboard=False),
                               base_dir=demo_inputs)
             results[name] = run_workflow(cfg, echo=None).result
     finally:
@@ -200,6 +220,7 @@ def test_cli_run_bad_config_is_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # ~30 s; quick runs check the parts: test_cli_demo_calls_run_demo, test_demo_answer
 def test_cli_demo_small(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "xrdflow.cli", "demo", "--out", str(tmp_path / "d"),
                            "--frames", "4", "--size", "512", "--scheduler", "threads"],
@@ -218,3 +239,110 @@ def test_workflow_examples_are_valid_configs():
         cfg = load_config(repo / "workflows" / name)
         assert cfg["peaks"]["reflections"] == ["10-10", "0002", "10-11"]
     assert (repo / "workflows" / "demo.toml").read_text() == demo_config_text()
+
+
+def test_dark_flat_error_models_engine_overlap_reach_the_result(demo_inputs, demo_run, tmp_path):
+    """The config offers what the API does: dark, flat, error models (integration errors
+    and fit weights), the engine and the overlap policy; they are applied (the result equals
+    the API called with the same options) and recorded in the result's provenance."""
+    base = demo_run[0].output
+    frames = xrdflow.open_frames(base / "raw.nxs")
+    shape = frames.shape[1:]
+    yy = np.linspace(0.9, 1.1, shape[0], dtype=np.float32)[:, None]
+    dark_path, flat_path = write_tiffs(tmp_path / "cal", [np.full(shape, 2.0, np.float32),
+                                                          np.broadcast_to(yy, shape).astype(np.float32)],
+                                       prefix="cal_")
+    cfg = load_config(from_run(demo_inputs, demo_run, tmp_path / "out", output__figures=False,
+                               integration__dark=dark_path.name, integration__flat=flat_path.name,
+                               integration__error_model="poisson", integration__engine="xrdflow",
+                               peaks__error_model="poisson", peaks__overlap="raise", compute__batch_frames=4),
+                      base_dir=tmp_path / "cal")
+    assert cfg["integration"]["dark"] == str(dark_path)  # relative to the config's folder
+    res = run_workflow(cfg, echo=None)
+    ds = res.result
+    assert (ds["status"] == 0).all()
+    given = json.loads(ds.attrs["run_config"])
+    assert given["integration"]["dark"] == str(dark_path) and given["integration"]["flat"] == str(flat_path)
+    assert given["integration"]["error_model"] == "poisson" and given["integration"]["engine"] == "xrdflow"
+    assert given["peaks"]["error_model"] == "poisson" and given["peaks"]["overlap"] == "raise"
+    assert given["integration"]["polarization_factor"] == 0.99  # the demo config says so
+    applied = json.loads(ds.attrs["integration"])
+    assert applied["dark_subtracted"] == 1 and applied["flat_applied"] == 1
+    assert applied["error_model"] == "poisson" and applied["engine"] == "xrdflow"
+    assert "poisson" in (ds.attrs.get("error_model"), ds.attrs.get("weights"))  # fit weights
+    assert json.loads(xrdflow.open_result(res.outputs["result"]).attrs["integration"]) == applied
+
+    geometry = xrdflow.Geometry.from_poni(base / "geometry.poni")
+    plain = xrdflow.integrate(frames, geometry, npt=300, radial_range=(21.0, 27.0), polarization_factor=0.99,
+                              dark=str(dark_path), flat=str(flat_path), error_model="poisson", engine="xrdflow")
+    written = xrdflow.open_patterns(res.outputs["patterns"])
+    np.testing.assert_array_equal(written.values, plain.values)
+    # the errors were computed with the patterns, batch by batch, and written with them
+    np.testing.assert_array_equal(written["I_errors"].values, plain["I_errors"].values)
+    assert np.isfinite(written["I_errors"].values).all() and (written["I_errors"].values > 0).all()
+    peaks = xrdflow.reflections("Mg", energy_kev=87.1).sel(reflection=["Mg 10-10", "Mg 0002", "Mg 10-11"])
+    fits = xrdflow.fit_peaks(plain, peaks, half_width=0.35, overlap="raise",
+                             **({"error_model": "poisson"} if "error_model" in ds.attrs else {"weights": "poisson"}))
+    np.testing.assert_array_equal(ds["position"].values, fits["position"].values)
+
+
+def test_schema_takes_vocabularies_and_defaults_from_options():
+    check, default = SCHEMA["integration"]["polarization_factor"]
+    assert default is options.DEFAULT_POLARIZATION is None  # as integrate() and the CLI
+    assert SCHEMA["integration"]["method"][1] == options.DEFAULT_METHOD
+    assert SCHEMA["integration"]["engine"][1] == options.DEFAULT_ENGINE
+    assert SCHEMA["peaks"]["background"][1] == options.DEFAULT_BACKGROUND
+    assert SCHEMA["peaks"]["overlap"][1] == options.DEFAULT_OVERLAP
+    assert SCHEMA["peaks"]["max_iter"][1] == options.DEFAULT_MAX_ITER
+    assert SCHEMA["input"]["compression"][1] == options.DEFAULT_COMPRESSION
+    for section, key, vocabulary in [("input", "compression", options.COMPRESSIONS),
+                                     ("integration", "engine", options.ENGINES),
+                                     ("integration", "unit", options.INTEGRATION_UNITS),
+                                     ("integration", "error_model", options.ERROR_MODELS),
+                                     ("peaks", "background", options.BACKGROUNDS),
+                                     ("peaks", "overlap", options.OVERLAP_POLICIES)]:
+        with pytest.raises(ConfigError) as info:
+            SCHEMA[section][key][0]("bogus", f"[{section}] {key}")
+        assert str(info.value).startswith(f"[{section}] {key}: must be ")
+        assert ", ".join(map(repr, vocabulary)) in str(info.value)
+    with pytest.raises(ConfigError, match=r"\[integration\] polarization_factor: must be in \[-1, 1\], got 2"):
+        check(2, "[integration] polarization_factor")
+
+
+def test_centres_is_a_deprecated_alias_of_centers(demo_inputs, tmp_path):
+    new = config_for(demo_inputs, run__output=str(tmp_path / "out"), peaks__phase=None, peaks__reflections=None,
+                     peaks__centers=[22.6, 24.1])
+    old = config_for(demo_inputs, run__output=str(tmp_path / "out"), peaks__phase=None, peaks__reflections=None,
+                     peaks__centres=[22.6, 24.1])
+    with pytest.warns(DeprecationWarning, match=r"\[peaks\] centres: deprecated; use 'centers' instead"):
+        from_old = load_config(old, base_dir=demo_inputs)
+    assert from_old.sections == load_config(new, base_dir=demo_inputs).sections
+    assert from_old["peaks"]["centers"] == [22.6, 24.1] and "centres" not in from_old["peaks"]
+    both = dict(new, peaks={**new["peaks"], "centres": [22.6]})
+    with pytest.raises(ConfigError, match="give 'centers' or its old name 'centres', not both"):
+        load_config(both, base_dir=demo_inputs)
+
+
+def test_demo_answer(demo_inputs, demo_run):
+    """The demo's answer lines, from the demo config's run, next to the truth."""
+    _, res = demo_run
+    truth = json.loads((demo_inputs / "input/tensile/mg_truth.json").read_text())
+    cal_truth = json.loads((demo_inputs / "input/calibrant/LaB6_truth.json").read_text())
+    text = answer(res.result, truth, calibration_truth=cal_truth, geometry_path=res.outputs["geometry"])
+    assert "is Mg 10-10 (truth: Mg 10-10" in text
+    assert "d-spacing (A)" in text and "FWHM (1/nm)" in text and "Calibration: distance" in text
+
+
+def test_cli_demo_calls_run_demo(monkeypatch, tmp_path):
+    import xrdflow.workflow.demo as demo_module
+    from xrdflow.cli import main
+
+    seen = {}
+    monkeypatch.setattr(demo_module, "run_demo", lambda out, **kw: seen.update(out=out, **kw))
+    assert main(["demo", "--out", str(tmp_path / "d"), "--frames", "4", "--size", "512",
+                 "--scheduler", "threads"]) == 0
+    assert seen == {"out": tmp_path / "d", "n_frames": 4, "seed": 0, "shape": (512, 512),
+                    "scheduler": "threads", "progress": False}
+    import xrdflow.demo  # the old module name still works
+
+    assert xrdflow.demo.demo_config_text() == demo_config_text()

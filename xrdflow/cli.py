@@ -98,7 +98,7 @@ def _add_demo(sub) -> None:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .workflow.demo import run_demo
 
     shape = (args.size, args.size) if args.size else None
     run_demo(args.out, n_frames=args.frames, seed=args.seed, shape=shape, scheduler=args.scheduler,
