@@ -13,6 +13,8 @@ from typing import Iterable
 
 import numpy as np
 
+from ..units import INTENSITY
+
 __all__ = ["patterns_map", "fit_overlay", "strain_curves", "save"]
 
 
@@ -41,6 +43,15 @@ def patterns_map(patterns, *, azimuth=None, log_scale: bool = True):
 
     ``azimuth`` picks one sector of a (frame, azimuth, radial) array (by index); by
     default the sectors are averaged.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> q = xr.Variable("q", np.linspace(21, 27, 50), {"units": "1/nm", "long_name": "q"})
+    >>> pat = xr.DataArray(np.ones((3, 50)), dims=("frame", "q"), coords={"q": q})
+    >>> fig = patterns_map(pat)
+    >>> fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()
+    ('q (1/nm)', 'frame')
     """
     from matplotlib.colors import LogNorm
 
@@ -56,7 +67,7 @@ def patterns_map(patterns, *, azimuth=None, log_scale: bool = True):
     norm = LogNorm(vmin=max(positive.min(), np.percentile(positive, 1)), vmax=positive.max()) \
         if log_scale and positive.size else None
     mesh = ax.pcolormesh(x, y, values, shading="nearest", norm=norm, cmap="viridis", rasterized=True)
-    fig.colorbar(mesh, ax=ax, label=f"intensity ({pat.attrs.get('units', 'a.u.')})")
+    fig.colorbar(mesh, ax=ax, label=f"intensity ({pat.attrs.get('units', INTENSITY)})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title("integrated patterns")
@@ -104,7 +115,7 @@ def fit_overlay(patterns, fits, *, frames: Iterable[int] | None = None, azimuth:
                 ax.plot(fine, _model(fi, fine), "-", lw=1.2, color=color)
         ax.set_title(str(label))
         ax.set_xlabel(xlabel)
-    axes[0].set_ylabel(f"intensity ({pat.attrs.get('units', 'a.u.')})")
+    axes[0].set_ylabel(f"intensity ({pat.attrs.get('units', INTENSITY)})")
     axes[0].legend(fontsize="small")
     return fig
 
