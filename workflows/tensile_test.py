@@ -12,6 +12,7 @@ from pathlib import Path
 
 import xrdflow
 from xrdflow import sectors_around_axis
+from xrdflow.crystal import select_reflections
 
 folder = Path(sys.argv[1] if len(sys.argv) > 1 else "xrdflow-demo")
 out = folder / "script-out"
@@ -31,8 +32,9 @@ frames = xrdflow.open_frames(out / "raw.nxs")
 patterns = xrdflow.integrate(frames, cal.geometry, npt=1200, radial_range=(21, 27),
                              azimuth_sectors=sectors_around_axis(0.0, 10.0), polarization_factor=0.99)
 
-# 4. which peaks: three Mg reflections at this energy
-peaks = xrdflow.reflections("Mg", energy_kev=87.1).sel(reflection=["Mg 10-10", "Mg 0002", "Mg 10-11"])
+# 4. which peaks: three Mg reflections at this energy (the selection `xrdflow run` makes from
+#    [peaks] phase and reflections; xrdflow.reflections("Mg", energy_kev=87.1) lists them all)
+peaks = select_reflections("Mg", ["10-10", "0002", "10-11"], energy_kev=87.1)
 
 # 5. batch Gaussian fits over frames x sectors x peaks, then lattice strain against frame 1
 fits = xrdflow.fit_peaks(patterns, peaks, half_width=0.35)
