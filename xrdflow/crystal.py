@@ -188,7 +188,6 @@ def _labeled_table(structure, label: str, hkl: np.ndarray, d: np.ndarray, mult: 
     hexagonal = structure.lattice.is_hexagonal()
     hkl = np.asarray(hkl, dtype=np.int64).reshape(-1, 3)
     hkl_str = [_lattice.hkl_label(r, hexagonal) for r in hkl]
-    text = dict(units="")
     return xr.Dataset(
         data_vars=dict(
             d_spacing=("reflection", d, attrs("d-spacing", ANGSTROM)),
@@ -202,10 +201,10 @@ def _labeled_table(structure, label: str, hkl: np.ndarray, d: np.ndarray, mult: 
         ),
         coords=dict(
             reflection=("reflection", np.array([f"{label} {s}" for s in hkl_str], dtype=str),
-                        attrs("reflection label", **text)),
+                        attrs("reflection label", "")),
             hkl=("reflection", np.array(hkl_str, dtype=str),
-                 attrs("Miller (Miller-Bravais for hexagonal) indices", **text)),
-            phase=("reflection", np.full(len(d), label), attrs("phase", **text)),
+                 attrs("Miller (Miller-Bravais for hexagonal) indices", "")),
+            phase=("reflection", np.full(len(d), label), attrs("phase", "")),
             h=("reflection", hkl[:, 0], attrs("Miller index h", DIMENSIONLESS)),
             k=("reflection", hkl[:, 1], attrs("Miller index k", DIMENSIONLESS)),
             l=("reflection", hkl[:, 2], attrs("Miller index l", DIMENSIONLESS)),
