@@ -49,6 +49,7 @@ raises: a bad window gets a status code instead.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -73,10 +74,10 @@ __all__ = [
     "NO_PEAK",
     "PEAK_AT_EDGE",
     "BAD_INPUT",
+    "FitOptions",
     "fit_batch",
     "fit_batch_parallel",
     "initial_guess",
-    "gaussian",
 ]
 
 # status codes (int8 in the public Dataset)
@@ -119,14 +120,25 @@ except ImportError:  # pragma: no cover - numba internals moved
 _jit_k = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy", **_NO_NRT)
 
 
-@_jit
-def gaussian(x, amplitude, center, sigma, c0, c1, xc):
-    """Model values on ``x`` (for tests and plots)."""
-    out = np.empty(x.shape[0])
-    for k in range(x.shape[0]):
-        u = (x[k] - center) / sigma
-        out[k] = c0 + c1 * (x[k] - xc) + amplitude * math.exp(-0.5 * u * u)
-    return out
+class FitOptions(NamedTuple):
+    """The options of every fit in a batch: a named tuple (numba types it), made by the entry
+    points from their scalar arguments with fixed field types, so the kernels below them
+    have one specialization."""
+
+    linear: bool  #: linear (else constant) background
+    poisson: bool  #: weights 1 / max(y, 1), else 1
+    max_iter: int  #: maximum number of trial steps
+    xtol: float  #: step tolerance (relative)
+    ftol: float  #: chi2 reduction tolerance (relative)
+    min_snr: float  #: amplitude < min_snr * error is NO_PEAK
+    min_points: int  #: fewer finite points is BAD_INPUT
+
+
+_READY = -1  # _start_values: the window is loaded and the start values are set
+# starting values of a fit (_fit_window's ``start``)
+_FROM_DATA = 0
+_FROM_P = 1
+_FROM_INTERIOR = 2
 
 
 # FMA contraction, no signed zeros, reciprocal approximation allowed, but no reassociation
@@ -575,125 +587,149 @@ def _step_size(p, ptry, linear, width):
 
 
 @_jit_k
-def _fit_window(x, y, i0, i1, uniform, h, linear, poisson, p, start, max_iter, xtol, ftol,
-                min_snr, min_points, buf, acc, mats, vecs, res):
-    """Fit one window; ``p`` holds (A, x0, sigma, c0, c1) on return. Fills ``res``.
+def _start_values(x, y, i0, i1, uniform, h, opts, p, start, buf, acc):
+    """Load the window into ``buf`` and put the starting values in ``p``.
 
-    ``start``: 0 data-based starting values (:func:`initial_guess`), 1 the values in ``p``
-    (warm start), 2 the interior guess (:func:`_interior_guess`).
-
-    ``buf`` is float64[5, nmax] scratch (y, w, u, g, spare), ``acc`` float64[NACC],
-    ``mats`` float64[6, 5, 5], ``vecs`` float64[8, 5]. Nothing is allocated here.
+    ``p`` gets (A, u0, sigma, c0, c1) with the centre as ``u0 = x0 - xc`` (better
+    conditioned). Returns ``(status, nfinite)``: ``status`` is ``_READY`` when the fit can
+    iterate, else the final status of the window (``BAD_INPUT``, ``NO_PEAK``).
     """
-    for f in range(NFIELD):
-        res[f] = np.nan
-    res[F_NITER] = 0.0
-    npar = 5 if linear else 4
+    npar = 5 if opts.linear else 4
     n = i1 - i0
     if n < 2 or not (x[i1 - 1] > x[i0]):
-        res[F_STATUS] = BAD_INPUT
-        return
+        return BAD_INPUT, 0
     xlo = x[i0]
     xhi = x[i1 - 1]
     xc = 0.5 * (xlo + xhi)
+    nfinite, ymin, ymax = _load_window(x, y, i0, i1, uniform, h, xc, opts.poisson, buf[0], buf[1], buf[2],
+                                       acc)
+    if nfinite < max(opts.min_points, npar + 1) or 2 * nfinite < n:
+        return BAD_INPUT, nfinite
+    if not (ymax > ymin):
+        return NO_PEAK, nfinite
+    smin = 0.1 * h  # narrower is a one-bin spike (zinger), not a resolvable peak
+    smax = xhi - xlo
+    if start == _FROM_DATA:
+        if not initial_guess(x, y, i0, i1, opts.linear, p):
+            return NO_PEAK, nfinite
+    elif start == _FROM_INTERIOR:
+        if not _interior_guess(x, y, i0, i1, opts.linear, p):
+            return NO_PEAK, nfinite
+    if not opts.linear:
+        p[4] = 0.0
+    _project(p, xlo, xhi, smin, smax)
+    if p[0] <= 0.0:
+        p[0] = ymax - ymin
+    p[1] -= xc
+    return _READY, nfinite
+
+
+@_jit_k
+def _newton_step(jtj, hess, jtr, p, npar, lam, maxdiag, ulo, uhi, smin, smax, m, lower, rhs, active, dp):
+    """The damped Newton step ``dp``, parameters on an active bound held.
+
+    Gauss-Newton (``J^T W J``) if the exact Hessian is not positive definite, then more
+    damping until solvable. Returns ``(lam, use_hess)``; ``lam > 1e16`` if nothing is.
+    """
+    for i in range(npar):
+        rhs[i] = jtr[i]
+    # bounds: a parameter on its bound with the descent direction pointing out is held
+    # there (active set), so the other parameters converge instead of being dragged
+    nact = _active_set(p, jtr, ulo, uhi, smin, smax, active)
+    use_hess = True
+    while True:
+        hm = hess if use_hess else jtj
+        for i in range(npar):
+            for j in range(npar):
+                m[i, j] = hm[i, j]
+            m[i, i] = hm[i, i] + lam * (jtj[i, i] + 1e-12 * maxdiag)
+        if nact > 0:
+            for i in range(3):
+                if active[i]:
+                    for j in range(npar):
+                        m[i, j] = 0.0
+                        m[j, i] = 0.0
+                    m[i, i] = 1.0
+                    rhs[i] = 0.0
+        if _cholesky(m, npar, lower):
+            _cholesky_solve(lower, rhs, npar, dp)
+            break
+        if use_hess:
+            use_hess = False
+        else:
+            lam *= 10.0
+            if lam > 1e16:
+                break
+    return lam, use_hess
+
+
+@_jit_k
+def _predicted_reduction(hm, jtr, p, ptry, npar):
+    """Reduction of chi2 the quadratic model predicts for the step p -> ptry: 2 h.J^T r - h.H.h."""
+    pred = 0.0
+    for i in range(npar):
+        hi_ = ptry[i] - p[i]
+        acc_i = 0.0
+        for j in range(npar):
+            acc_i += hm[i, j] * (ptry[j] - p[j])
+        pred += hi_ * (2.0 * jtr[i] - acc_i)
+    return pred
+
+
+@_jit_k
+def _accept(p, ptry, jtr, jtr2, jtj, jtj2, hess, hess2):
+    """The trial point becomes the current one (parameters, gradient, J^T W J, Hessian)."""
+    for i in range(5):
+        p[i] = ptry[i]
+        jtr[i] = jtr2[i]
+        for j in range(5):
+            jtj[i, j] = jtj2[i, j]
+            hess[i, j] = hess2[i, j]
+
+
+@_jit_k
+def _iterate(n, npar, width, ulo, uhi, smin, smax, opts, p, buf, acc, mats, vecs):
+    """Levenberg-Marquardt from ``p`` (centre as u0); ``p`` holds the optimum on return.
+
+    Returns ``(chi2, n_iter, converged)``; ``mats[0]`` is then J^T W J at ``p``.
+    """
     yb = buf[0]
     wb = buf[1]
     ub = buf[2]
     gb = buf[3]
     sb = buf[4]
     ib = sb.view(np.int64)
-    nfinite, ymin, ymax = _load_window(x, y, i0, i1, uniform, h, xc, poisson, yb, wb, ub, acc)
-    if nfinite < max(min_points, npar + 1) or 2 * nfinite < n:
-        res[F_STATUS] = BAD_INPUT
-        return
-    if not (ymax > ymin):
-        res[F_STATUS] = NO_PEAK
-        return
-    width = xhi - xlo
-    smin = 0.1 * h  # narrower is a one-bin spike (zinger), not a resolvable peak
-    smax = width
-    ulo = xlo - xc
-    uhi = xhi - xc
-    if start == 0:
-        if not initial_guess(x, y, i0, i1, linear, p):
-            res[F_STATUS] = NO_PEAK
-            return
-    elif start == 2:
-        if not _interior_guess(x, y, i0, i1, linear, p):
-            res[F_STATUS] = NO_PEAK
-            return
-    if not linear:
-        p[4] = 0.0
-    _project(p, xlo, xhi, smin, smax)
-    if p[0] <= 0.0:
-        p[0] = ymax - ymin
-    p[1] -= xc  # internally the centre is u0 = x0 - xc (better conditioned)
-
     jtj = mats[0]
     hess = mats[1]
     jtj2 = mats[2]
     hess2 = mats[3]
-    m = mats[4]
-    lower = mats[5]
     jtr = vecs[0]
     jtr2 = vecs[1]
     dp = vecs[2]
     ptry = vecs[3]
-    work = vecs[4]
-    diag = vecs[5]
-    rhs = vecs[6]
-    active = vecs[7]
     chi2 = _evaluate(n, yb, wb, ub, gb, sb, ib, p, acc, jtj, jtr, hess)
     lam = 1e-3
     nu = 2.0
     converged = False
     it = 0
-    while it < max_iter:
+    while it < opts.max_iter:
         maxdiag = 0.0
         for i in range(npar):
             maxdiag = max(maxdiag, jtj[i, i])
         if not (maxdiag > 0.0) or not math.isfinite(chi2):
             break
-        # bounds: a parameter on its bound with the descent direction pointing out is held
-        # there (active set), so the other parameters converge instead of being dragged
-        for i in range(npar):
-            rhs[i] = jtr[i]
-        nact = _active_set(p, jtr, ulo, uhi, smin, smax, active)
-        # damped Newton step; Gauss-Newton if the exact Hessian is not positive definite
-        use_hess = True
-        while True:
-            hm = hess if use_hess else jtj
-            for i in range(npar):
-                for j in range(npar):
-                    m[i, j] = hm[i, j]
-                m[i, i] = hm[i, i] + lam * (jtj[i, i] + 1e-12 * maxdiag)
-            if nact > 0:
-                for i in range(3):
-                    if active[i]:
-                        for j in range(npar):
-                            m[i, j] = 0.0
-                            m[j, i] = 0.0
-                        m[i, i] = 1.0
-                        rhs[i] = 0.0
-            if _cholesky(m, npar, lower):
-                _cholesky_solve(lower, rhs, npar, dp)
-                break
-            if use_hess:
-                use_hess = False
-            else:
-                lam *= 10.0
-                if lam > 1e16:
-                    break
+        lam, use_hess = _newton_step(jtj, hess, jtr, p, npar, lam, maxdiag, ulo, uhi, smin, smax,
+                                     mats[4], mats[5], vecs[6], vecs[7], dp)
         if lam > 1e16:
             converged = True  # nothing solvable: flat to machine precision
             break
         for i in range(npar):
             ptry[i] = p[i] + dp[i]
-        if not linear:
+        if not opts.linear:
             ptry[4] = 0.0
         _project(ptry, ulo, uhi, smin, smax)
-        rel = _step_size(p, ptry, linear, width)
-        if rel <= xtol:
+        rel = _step_size(p, ptry, opts.linear, width)
+        if rel <= opts.xtol:
             if lam > 1e-2:
                 # tiny only because heavily damped: look again with less damping
                 lam = 1e-2
@@ -705,30 +741,18 @@ def _fit_window(x, y, i0, i1, uniform, h, linear, poisson, p, start, max_iter, x
             break
         it += 1
         chi2_try = _evaluate(n, yb, wb, ub, gb, sb, ib, ptry, acc, jtj2, jtr2, hess2)
-        # predicted reduction of chi2 by the quadratic model: 2 h.J^T r - h.H.h
-        pred = 0.0
-        for i in range(npar):
-            hi_ = ptry[i] - p[i]
-            acc_i = 0.0
-            for j in range(npar):
-                acc_i += hm[i, j] * (ptry[j] - p[j])
-            pred += hi_ * (2.0 * jtr[i] - acc_i)
+        pred = _predicted_reduction(hess if use_hess else jtj, jtr, p, ptry, npar)
         actual = chi2 - chi2_try
         if actual >= 0.0 and math.isfinite(chi2_try):
             rho = actual / pred if pred > 0.0 else 1.0
-            for i in range(5):
-                p[i] = ptry[i]
-                jtr[i] = jtr2[i]
-                for j in range(5):
-                    jtj[i, j] = jtj2[i, j]
-                    hess[i, j] = hess2[i, j]
+            _accept(p, ptry, jtr, jtr2, jtj, jtj2, hess, hess2)
             chi2 = chi2_try
             c = 2.0 * rho - 1.0
             lam *= max(1.0 / 3.0, 1.0 - c * c * c)
             if lam < 1e-12:
                 lam = 1e-12
             nu = 2.0
-            if actual <= ftol * chi2 and 0.0 <= pred <= ftol * chi2:
+            if actual <= opts.ftol * chi2 and 0.0 <= pred <= opts.ftol * chi2:
                 converged = True
                 break
         else:
@@ -737,12 +761,26 @@ def _fit_window(x, y, i0, i1, uniform, h, linear, poisson, p, start, max_iter, x
             if lam > 1e16:
                 converged = True  # no downhill step at any damping: the minimum
                 break
-    p[1] += xc
+    return chi2, it, converged
+
+
+@_jit_k
+def _finish(xlo, xhi, h, smin, smax, nfinite, npar, chi2, it, converged, opts, p, mats, vecs, res):
+    """Values, errors and status of a fit into ``res``; ``p`` at the optimum (centre x0).
+
+    Errors from the covariance ``(J^T W J)^-1 * chi2 / dof`` (as scipy's curve_fit with
+    ``absolute_sigma=False``), with J^T W J in ``mats[0]``.
+    """
+    xc = 0.5 * (xlo + xhi)
+    jtj = mats[0]
+    lower = mats[5]
+    dp = vecs[2]
+    work = vecs[4]
+    diag = vecs[5]
     res[F_NITER] = it
     res[F_CHI2] = chi2
     dof = nfinite - npar
     var = chi2 / dof if dof > 0 else np.nan
-    # covariance: (J^T W J)^-1 * chi2 / dof (like scipy curve_fit with absolute_sigma=False)
     have_cov = _cholesky(jtj, npar, lower)
     if have_cov:
         _inverse_diag(lower, npar, dp, work, diag)
@@ -757,7 +795,7 @@ def _fit_window(x, y, i0, i1, uniform, h, linear, poisson, p, start, max_iter, x
         res[F_AMPLITUDE_ERR] = math.sqrt(max(diag[0], 0.0) * var)
         res[F_POSITION_ERR] = math.sqrt(max(diag[1], 0.0) * var)
         res[F_SIGMA_ERR] = math.sqrt(max(diag[2], 0.0) * var)
-        if linear:
+        if opts.linear:
             # background at x0: var(c0) + 2 (x0-xc) cov(c0,c1) + (x0-xc)^2 var(c1) (x0 held fixed)
             for i in range(5):
                 work[i] = 0.0
@@ -774,7 +812,7 @@ def _fit_window(x, y, i0, i1, uniform, h, linear, poisson, p, start, max_iter, x
         or not have_cov
         or p[2] >= smax * (1.0 - 1e-9)
         or p[2] <= smin * (1.0 + 1e-9)
-        or amp < min_snr * res[F_AMPLITUDE_ERR]
+        or amp < opts.min_snr * res[F_AMPLITUDE_ERR]
     ):
         status = NO_PEAK
     elif p[1] - xlo < h or xhi - p[1] < h:
@@ -787,11 +825,73 @@ def _fit_window(x, y, i0, i1, uniform, h, linear, poisson, p, start, max_iter, x
 
 
 @_jit_k
-def _fit_range(x, y, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, min_points,
-               out, f_start, f_stop, poisson, uniform, step, buf, acc, mats, vecs, p, prev,
-               prev_ok, keep):
-    """Fit frames f_start..f_stop-1 with the given scratch (no NRT, no allocation)."""
+def _fit_window(x, y, i0, i1, uniform, h, opts, p, start, buf, acc, mats, vecs, res):
+    """Fit one window; ``p`` holds (A, x0, sigma, c0, c1) on return. Fills ``res``.
+
+    ``start`` (int64): ``_FROM_DATA`` data-based starting values (:func:`initial_guess`),
+    ``_FROM_P`` the values in ``p`` (warm start), ``_FROM_INTERIOR`` the interior guess
+    (:func:`_interior_guess`). Three steps: starting
+    values (:func:`_start_values`), iterations (:func:`_iterate`), values, errors and
+    status (:func:`_finish`).
+
+    ``buf`` is float64[5, nmax] scratch (y, w, u, g, spare), ``acc`` float64[NACC],
+    ``mats`` float64[6, 5, 5], ``vecs`` float64[8, 5]. Nothing is allocated here.
+    """
+    for f in range(NFIELD):
+        res[f] = np.nan
+    res[F_NITER] = 0.0
+    status, nfinite = _start_values(x, y, i0, i1, uniform, h, opts, p, start, buf, acc)
+    if status != _READY:
+        res[F_STATUS] = status
+        return
+    npar = 5 if opts.linear else 4
+    xlo = x[i0]
+    xhi = x[i1 - 1]
+    xc = 0.5 * (xlo + xhi)
+    smin = 0.1 * h
+    smax = xhi - xlo
+    chi2, it, converged = _iterate(i1 - i0, npar, xhi - xlo, xlo - xc, xhi - xc, smin, smax, opts, p, buf,
+                                   acc, mats, vecs)
+    p[1] += xc
+    _finish(xlo, xhi, h, smin, smax, nfinite, npar, chi2, it, converged, opts, p, mats, vecs, res)
+
+
+@_jit_k
+def _retry_inside(x, yrow, i0, i1, uniform, h, opts, p, buf, acc, mats, vecs, res, keep):
+    """Retry a window that ended at its edge, found no peak or did not converge.
+
+    A neighbour's tail may have misled the start: retry from the interior maximum, then by
+    fitting the interior alone; keep the retry only if it is ok (else the first result and
+    its parameters come back). ``F_NITER`` counts every attempt.
+    """
     keep_p = keep[NFIELD:]
+    for i in range(NFIELD):
+        keep[i] = res[i]
+    for i in range(_NPMAX):
+        keep_p[i] = p[i]
+    _fit_window(x, yrow, i0, i1, uniform, h, opts, p, np.int64(_FROM_INTERIOR), buf, acc, mats, vecs, res)
+    niter = res[F_NITER]
+    if res[F_STATUS] != OK:
+        # no peak inside with the tail included: fit the interior alone
+        kl, kr = _interior(yrow, i0, i1)
+        if kl >= 0:
+            _fit_window(x, yrow, kl, kr, uniform, h, opts, p, np.int64(_FROM_DATA), buf, acc, mats, vecs, res)
+            niter += res[F_NITER]
+            res[F_NITER] = niter
+            # c0 at the centre of the whole window (warm start)
+            p[3] += p[4] * (0.5 * (x[i0] + x[i1 - 1]) - 0.5 * (x[kl] + x[kr - 1]))
+    if res[F_STATUS] != OK:
+        for i in range(NFIELD):
+            res[i] = keep[i]
+        for i in range(_NPMAX):
+            p[i] = keep_p[i]
+    res[F_NITER] = keep[F_NITER] + niter
+
+
+@_jit_k
+def _fit_range(x, y, lo, hi, warm_start, opts, out, f_start, f_stop, uniform, step, buf, acc, mats, vecs,
+               p, prev, prev_ok, keep):
+    """Fit frames f_start..f_stop-1 with the given scratch (no NRT, no allocation)."""
     nb = y.shape[1]
     npk = lo.shape[0]
     for fi in range(f_start, f_stop):
@@ -804,44 +904,17 @@ def _fit_range(x, y, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, 
                     for i in range(_NPMAX):
                         p[i] = prev[b, j, i]
                     use_p = True
-                _fit_window(x, yrow, lo[j], hi[j], uniform[j], step[j], linear, poisson, p,
-                            1 if use_p else 0, max_iter, xtol, ftol, min_snr, min_points, buf,
-                            acc, mats, vecs, res)
+                start = np.int64(_FROM_P if use_p else _FROM_DATA)
+                _fit_window(x, yrow, lo[j], hi[j], uniform[j], step[j], opts, p, start, buf, acc, mats, vecs,
+                            res)
                 if use_p and res[F_STATUS] != OK:
                     # the warm start led astray (or the peak vanished): start afresh
-                    _fit_window(x, yrow, lo[j], hi[j], uniform[j], step[j], linear, poisson, p,
-                                0, max_iter, xtol, ftol, min_snr, min_points, buf, acc,
-                                mats, vecs, res)
+                    _fit_window(x, yrow, lo[j], hi[j], uniform[j], step[j], opts, p, np.int64(_FROM_DATA),
+                                buf, acc, mats, vecs, res)
                 st = res[F_STATUS]
                 if st == PEAK_AT_EDGE or st == NO_PEAK or st == NOT_CONVERGED:
-                    # maybe a neighbour's tail misled the start: retry from the interior
-                    # maximum, keep that only if it is a good fit
-                    for i in range(NFIELD):
-                        keep[i] = res[i]
-                    for i in range(_NPMAX):
-                        keep_p[i] = p[i]
-                    _fit_window(x, yrow, lo[j], hi[j], uniform[j], step[j], linear, poisson,
-                                p, 2, max_iter, xtol, ftol, min_snr, min_points, buf, acc,
-                                mats, vecs, res)
-                    niter = res[F_NITER]
-                    if res[F_STATUS] != OK:
-                        # no peak inside with the tail included: fit the interior alone
-                        kl, kr = _interior(yrow, lo[j], hi[j])
-                        if kl >= 0:
-                            _fit_window(x, yrow, kl, kr, uniform[j], step[j], linear, poisson,
-                                        p, 0, max_iter, xtol, ftol, min_snr, min_points, buf,
-                                        acc, mats, vecs, res)
-                            niter += res[F_NITER]
-                            res[F_NITER] = niter
-                            # c0 at the centre of the whole window (warm start)
-                            p[3] += p[4] * (0.5 * (x[lo[j]] + x[hi[j] - 1])
-                                            - 0.5 * (x[kl] + x[kr - 1]))
-                    if res[F_STATUS] != OK:
-                        for i in range(NFIELD):
-                            res[i] = keep[i]
-                        for i in range(_NPMAX):
-                            p[i] = keep_p[i]
-                    res[F_NITER] = keep[F_NITER] + niter
+                    _retry_inside(x, yrow, lo[j], hi[j], uniform[j], step[j], opts, p, buf, acc, mats,
+                                  vecs, res, keep)
                 if warm_start:
                     prev_ok[b, j] = res[F_STATUS] == OK
                     for i in range(_NPMAX):
@@ -849,8 +922,7 @@ def _fit_range(x, y, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, 
 
 
 @_jit
-def _fit_rows(x, y, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, min_points,
-              out, f_start, f_stop, poisson):
+def _fit_rows(x, y, lo, hi, warm_start, opts, out, f_start, f_stop):
     """Fit frames f_start..f_stop-1 of y[frame, batch, radial] (serial)."""
     nb = y.shape[1]
     npk = lo.shape[0]
@@ -871,9 +943,24 @@ def _fit_rows(x, y, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, m
             uniform[j], step[j] = _grid_info(x, lo[j], hi[j])
     prev = np.zeros((nb if warm_start else 1, npk if warm_start else 1, _NPMAX))
     prev_ok = np.zeros((nb if warm_start else 1, npk if warm_start else 1), dtype=np.bool_)
-    _fit_range(x, y, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, min_points,
-               out, f_start, f_stop, poisson, uniform, step, buf, acc, mats, vecs, p, prev,
-               prev_ok, keep)
+    _fit_range(x, y, lo, hi, warm_start, opts, out, f_start, f_stop, uniform, step, buf, acc, mats, vecs,
+               p, prev, prev_ok, keep)
+
+
+@_jit
+def _options(linear, poisson, max_iter, xtol, ftol, min_snr, min_points):
+    """FitOptions with fixed field types (bool, bool, int64, float64 x3, int64), whatever
+    the types of the arguments: one specialization of every kernel below the entry points."""
+    return FitOptions(bool(linear), bool(poisson), np.int64(max_iter), np.float64(xtol), np.float64(ftol),
+                      np.float64(min_snr), np.int64(min_points))
+
+
+@_jit
+def _fit_frames(x, y, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, min_points, out, f_start,
+                f_stop, poisson):
+    """:func:`_fit_rows` from the entry points' scalar arguments."""
+    opts = _options(linear, poisson, max_iter, xtol, ftol, min_snr, min_points)
+    _fit_rows(x, y, lo, hi, warm_start, opts, out, f_start, f_stop)
 
 
 @_jit
@@ -910,9 +997,18 @@ def fit_batch(x, y, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, m
         Weight each point by ``1 / max(y, 1)`` (counting statistics); ``F_CHI2`` is then the
         weighted sum of squares and the errors are scaled by ``sqrt(chi2 / dof)`` as with
         unit weights (that factor is ~1 for Poisson data).
+
+    Examples
+    --------
+    >>> x = np.linspace(0.0, 2.0, 201)
+    >>> y = (10 + 100 * np.exp(-((x - 1.02) ** 2) / (2 * 0.05**2)))[None, None, :]
+    >>> out = np.empty((1, 1, 1, NFIELD))
+    >>> fit_batch(x, y, np.array([50]), np.array([151]), True, False, 100, 1e-8, 1e-12, 3.0, 7, out)
+    >>> round(float(out[0, 0, 0, F_POSITION]), 9), int(out[0, 0, 0, F_STATUS]) == OK
+    (1.02, True)
     """
-    _fit_rows(x, y, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, min_points,
-              out, 0, y.shape[0], poisson)
+    _fit_frames(x, y, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, min_points, out,
+                np.int64(0), y.shape[0], poisson)
 
 
 @numba.njit(cache=False, nogil=True, parallel=True, error_model="numpy")
@@ -929,5 +1025,6 @@ def fit_batch_parallel(x, y, lo, hi, linear, warm_start, max_iter, xtol, ftol, m
     for ib in numba.prange(nblocks):
         f0 = (ib * nf) // nblocks
         f1 = ((ib + 1) * nf) // nblocks
-        _fit_rows(x, y, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr,
-                  min_points, out, f0, f1, poisson)
+        # scalars only into the parallel body (a named tuple there is not typed by parfors)
+        _fit_frames(x, y, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_snr, min_points, out,
+                    f0, f1, poisson)
