@@ -183,22 +183,18 @@ def test_status_codes_for_bad_windows():
     assert abs(out[0, 0, 0, K.F_POSITION] - 5) < 5 * out[0, 0, 0, K.F_POSITION_ERR]
 
 
-def test_warm_start_same_optimum_and_parallel_entry():
+def test_warm_start_same_optimum():
     y, _ = _synthetic(30, seed=5)
     lo, hi = _windows()
     cold = _fit(y, lo, hi)
     warm = _fit(y, lo, hi, warm=True)
     assert np.all(warm[..., K.F_STATUS] == K.OK)
     np.testing.assert_allclose(warm[..., K.F_POSITION], cold[..., K.F_POSITION], rtol=1e-7)
-    par = np.empty_like(cold)
-    K.fit_batch_parallel(X, y, lo, hi, True, False, 100, 1e-8, 1e-12, 3.0, 7, par)
-    np.testing.assert_array_equal(par, cold)
 
 
-def test_poisson_weights_give_honest_centre_errors():
-    """Counting data: with weights 1/max(y, 1) the centre z-scores have unit spread."""
-    rng = np.random.default_rng(7)
-    nf = 150
+def _counting_data(nf=150, seed=7):
+    """Poisson counts on a low background (the noise is largest at the peak), and the centres."""
+    rng = np.random.default_rng(seed)
     y = np.empty((nf, 1, X.size))
     truth = np.empty((nf, len(CENTRES)))
     for f in range(nf):
@@ -210,6 +206,30 @@ def test_poisson_weights_give_honest_centre_errors():
             mu = mu + a[i] * np.exp(-((X - c[i]) ** 2) / (2 * s[i] ** 2))
         y[f, 0] = rng.poisson(mu)
         truth[f] = c
+    return y, truth
+
+
+def test_parallel_entry_gives_the_serial_bits():
+    """fit_batch_parallel (numba prange, compiled in each process: the slow part of this
+    test) gives fit_batch's bits, unweighted and with Poisson weights."""
+    y, _ = _synthetic(30, seed=5)
+    lo, hi = _windows()
+    cold = _fit(y, lo, hi)
+    par = np.empty_like(cold)
+    K.fit_batch_parallel(X, y, lo, hi, True, False, 100, 1e-8, 1e-12, 3.0, 7, par)
+    np.testing.assert_array_equal(par, cold)
+    y, _ = _counting_data()
+    out = np.empty((y.shape[0], 1, lo.size, K.NFIELD))
+    K.fit_batch(X, y, lo, hi, True, False, 100, 1e-8, 1e-12, 3.0, 7, out, True)
+    par = np.empty_like(out)
+    K.fit_batch_parallel(X, y, lo, hi, True, False, 100, 1e-8, 1e-12, 3.0, 7, par, True)
+    np.testing.assert_array_equal(par, out)
+
+
+def test_poisson_weights_give_honest_centre_errors():
+    """Counting data: with weights 1/max(y, 1) the centre z-scores have unit spread."""
+    y, truth = _counting_data()
+    nf = y.shape[0]
     lo, hi = _windows()
     zs = {}
     for poisson in (False, True):
@@ -218,10 +238,6 @@ def test_poisson_weights_give_honest_centre_errors():
         ok = out[:, 0, :, K.F_STATUS] == K.OK
         assert ok.mean() > 0.99
         zs[poisson] = ((out[:, 0, :, K.F_POSITION] - truth) / out[:, 0, :, K.F_POSITION_ERR])[ok]
-        if poisson:
-            par = np.empty_like(out)
-            K.fit_batch_parallel(X, y, lo, hi, True, False, 100, 1e-8, 1e-12, 3.0, 7, par, True)
-            np.testing.assert_array_equal(par, out)
     assert 0.85 < np.std(zs[True]) < 1.15  # weighted: honest errors
     assert abs(np.mean(zs[True])) < 0.2  # and unbiased
     assert np.std(zs[False]) > 1.3  # unweighted errors are too small on such data
