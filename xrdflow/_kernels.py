@@ -407,16 +407,8 @@ def _grid_info(x, i0, i1):
 
 
 @_jit_k
-def initial_guess(x, y, i0, i1, linear, p):
-    """Moment-based starting values into ``p`` (A, x0, sigma, c0, c1). Returns False if flat.
-
-    Background: the line through the means of the first and last three finite points.
-    Height: the largest excess over that line. Centre: centroid of the excess over the
-    points above half maximum. Width: the distance between the half-maximum crossings
-    (linearly interpolated) divided by 2 sqrt(2 ln 2).
-    """
-    xc = 0.5 * (x[i0] + x[i1 - 1])
-    # window ends
+def _end_means(x, y, i0, i1):
+    """(xa, ya, xb, yb): means of the first and of the last three finite points of x[i0:i1]."""
     na = 0
     xa = 0.0
     ya = 0.0
@@ -441,6 +433,56 @@ def initial_guess(x, y, i0, i1, linear, p):
     ya /= na
     xb /= nb
     yb /= nb
+    return xa, ya, xb, yb
+
+
+@_jit_k
+def _left_crossing(x, y, i0, kmax, amax, half, xa, ya, slope):
+    """(position, index) where the excess over the line falls below ``half`` left of kmax."""
+    left = x[i0]
+    kl = kmax
+    while kl > i0:
+        yk = y[kl - 1]
+        if math.isfinite(yk):
+            e = yk - (ya + slope * (x[kl - 1] - xa))
+            if e < half:
+                ek = y[kl] - (ya + slope * (x[kl] - xa)) if math.isfinite(y[kl]) else amax
+                frac = (ek - half) / (ek - e) if ek != e else 0.5
+                left = x[kl] - frac * (x[kl] - x[kl - 1])
+                break
+        kl -= 1
+    return left, kl
+
+
+@_jit_k
+def _right_crossing(x, y, i1, kmax, amax, half, xa, ya, slope):
+    """(position, index) where the excess over the line falls below ``half`` right of kmax."""
+    right = x[i1 - 1]
+    kr = kmax
+    while kr < i1 - 1:
+        yk = y[kr + 1]
+        if math.isfinite(yk):
+            e = yk - (ya + slope * (x[kr + 1] - xa))
+            if e < half:
+                ek = y[kr] - (ya + slope * (x[kr] - xa)) if math.isfinite(y[kr]) else amax
+                frac = (ek - half) / (ek - e) if ek != e else 0.5
+                right = x[kr] + frac * (x[kr + 1] - x[kr])
+                break
+        kr += 1
+    return right, kr
+
+
+@_jit_k
+def initial_guess(x, y, i0, i1, linear, p):
+    """Moment-based starting values into ``p`` (A, x0, sigma, c0, c1). Returns False if flat.
+
+    Background: the line through the means of the first and last three finite points.
+    Height: the largest excess over that line. Centre: centroid of the excess over the
+    points above half maximum. Width: the distance between the half-maximum crossings
+    (linearly interpolated) divided by 2 sqrt(2 ln 2).
+    """
+    xc = 0.5 * (x[i0] + x[i1 - 1])
+    xa, ya, xb, yb = _end_means(x, y, i0, i1)
     slope = (yb - ya) / (xb - xa) if xb != xa else 0.0
     if not linear:
         slope = 0.0
@@ -458,31 +500,8 @@ def initial_guess(x, y, i0, i1, linear, p):
     if kmax < 0 or not (amax > 0.0):
         return False
     half = 0.5 * amax
-    # walk to the half-maximum crossings
-    left = x[i0]
-    kl = kmax
-    while kl > i0:
-        yk = y[kl - 1]
-        if math.isfinite(yk):
-            e = yk - (ya + slope * (x[kl - 1] - xa))
-            if e < half:
-                ek = y[kl] - (ya + slope * (x[kl] - xa)) if math.isfinite(y[kl]) else amax
-                frac = (ek - half) / (ek - e) if ek != e else 0.5
-                left = x[kl] - frac * (x[kl] - x[kl - 1])
-                break
-        kl -= 1
-    right = x[i1 - 1]
-    kr = kmax
-    while kr < i1 - 1:
-        yk = y[kr + 1]
-        if math.isfinite(yk):
-            e = yk - (ya + slope * (x[kr + 1] - xa))
-            if e < half:
-                ek = y[kr] - (ya + slope * (x[kr] - xa)) if math.isfinite(y[kr]) else amax
-                frac = (ek - half) / (ek - e) if ek != e else 0.5
-                right = x[kr] + frac * (x[kr + 1] - x[kr])
-                break
-        kr += 1
+    left, kl = _left_crossing(x, y, i0, kmax, amax, half, xa, ya, slope)
+    right, kr = _right_crossing(x, y, i1, kmax, amax, half, xa, ya, slope)
     sw = 0.0
     sx = 0.0
     for k in range(kl, kr + 1):
