@@ -116,7 +116,7 @@ def fit_overlay(patterns, fits, *, frames: Iterable[int] | None = None, azimuth:
         ax.set_title(str(label))
         ax.set_xlabel(xlabel)
     axes[0].set_ylabel(f"intensity ({pat.attrs.get('units', INTENSITY)})")
-    axes[0].legend(fontsize="small")
+    axes[0].legend(fontsize="small", loc="upper right")  # peaks move to lower q under load
     return fig
 
 
