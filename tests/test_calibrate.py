@@ -17,6 +17,7 @@ def synthetic_lab6():
     return img, truth, Geometry.from_pyfai(truth.integrator())
 
 
+@pytest.mark.slow  # ~40 s; quick: test_small_image_flipud_d_min_outputs_reproducible
 def test_synthetic_lab6_accuracy(tmp_path, synthetic_lab6):
     img, truth, tg = synthetic_lab6
     bx, by = tg.beam_center_px
@@ -34,6 +35,7 @@ def test_synthetic_lab6_accuracy(tmp_path, synthetic_lab6):
     assert (tmp_path / "lab6.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # ~13 s; quick: test_small_image_flipud_d_min_outputs_reproducible
 def test_d_min_leaves_out_rings(synthetic_lab6):
     img, truth, tg = synthetic_lab6
     res = calibrate(img, "LaB6", energy_kev=truth["energy_kev"], detector=tg.to_pyfai().detector,
@@ -42,6 +44,7 @@ def test_d_min_leaves_out_rings(synthetic_lab6):
     assert np.hypot(*np.subtract(res.geometry.beam_center_px, tg.beam_center_px)) < 0.1
 
 
+@pytest.mark.slow  # ~18 s; flipud quick: test_small_image_flipud_d_min_outputs_reproducible
 def test_real_ceo2_pilatus_from_rough_guess():
     import fabio
 
@@ -75,6 +78,7 @@ def test_validation():
         calibrate("nothing.tif", "LaB6", energy_kev=30, detector=1e-4, distance_mm=100)
 
 
+@pytest.mark.slow  # ~18 s; quick: test_small_image_flipud_d_min_outputs_reproducible
 def test_calibration_is_reproducible_and_leaves_global_rng_alone(tmp_path):
     """pyFAI picks control points at random: the same image and guess must still give the
     same geometry every time (a run re-calibrated on another backend gave 0.04 mm apart)."""
@@ -88,3 +92,30 @@ def test_calibration_is_reproducible_and_leaves_global_rng_alone(tmp_path):
                for _ in range(2)]
     assert results[0].geometry == results[1].geometry
     np.testing.assert_array_equal(np.random.random(3), before)  # caller's RNG stream untouched
+
+
+def test_small_image_flipud_d_min_outputs_reproducible(tmp_path):
+    """The quick run's calibration check (~5 s, a Perkin binned 8 x 8): a flipped image with
+    orientation="flipud", d_min, the PONI/report/figure outputs, and the same geometry twice
+    with the caller's numpy.random stream untouched."""
+    from xrdflow.synthetic import calibrant_image
+
+    img, truth = calibrant_image(shape=(256, 256), seed=0)
+    tg = Geometry.from_pyfai(truth.integrator())
+    np.random.seed(123)
+    before = np.random.random(3)
+    np.random.seed(123)
+    out = {"poni": tmp_path / "c.poni", "report": tmp_path / "c.txt", "figure": tmp_path / "c.png"}
+    results = [calibrate(np.flipud(img), "LaB6", energy_kev=87.1, detector="Perkin", distance_mm=1150.0,
+                         orientation="flipud", d_min=1.0, **out) for _ in range(2)]
+    np.testing.assert_array_equal(np.random.random(3), before)
+    res = results[0]
+    g = res.geometry
+    assert results[1].geometry == g and g.orientation == "flipud"
+    assert min(d for _, d, _, _ in res.rings) >= 1.0 and res.n_rings >= 10
+    assert np.hypot(*np.subtract(g.beam_center_px, tg.beam_center_px)) < 0.05
+    assert abs(g.dist / tg.dist - 1) < 1e-4 and res.rms_px < 0.2
+    assert Geometry.from_poni(out["poni"], orientation="flipud") == g
+    assert "rms residual" in out["report"].read_text()
+    assert out["figure"].read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "c.poni", "c.txt"]  # no partial files

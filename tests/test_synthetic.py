@@ -262,3 +262,53 @@ def test_geometry_from_poni_and_other_energy(tmp_path):
     # q of a reflection does not depend on energy; its 2theta does
     np.testing.assert_allclose(run60.q0[:3], run.q0[:3], rtol=1e-12)
     assert run60.reflections.two_theta.values[0] > run.reflections.two_theta.values[0]
+
+
+def test_model_and_acquisition_dataclasses_match_keywords(tmp_path):
+    """The dataclasses and the keywords of xrdflow 0.1 make the same data, bit for bit;
+    keywords override the dataclasses' fields; one Acquisition serves calibrant and run."""
+    acq = S.Acquisition(shape=(256, 256), seed=7, defects=True)
+    model = S.TensileModel(max_strain=0.05, poisson_ratio=0.3)
+    a = S.tensile_run(3, model=model, acquisition=acq)
+    b = S.tensile_run(3, shape=(256, 256), seed=7, defects=True, max_strain=0.05, poisson_ratio=0.3)
+    for k in range(3):
+        np.testing.assert_array_equal(a.frame(k), b.frame(k))
+    assert a.truth(ring_average=False) == b.truth(ring_average=False)
+    assert a.model == S.TensileModel(3, max_strain=0.05, poisson_ratio=0.3) and a.acquisition == acq and a.params["poisson_ratio"] == 0.3
+    c = S.tensile_run(3, model=model, acquisition=acq, poisson_ratio=0.25, seed=8)  # overrides
+    assert c.params["poisson_ratio"] == 0.25 and c.params["seed"] == 8 and model.poisson_ratio == 0.3
+    img1, t1 = S.calibrant_image(acquisition=acq, model=S.CalibrantModel(ring_counts=5000.0))
+    img2, t2 = S.calibrant_image(shape=(256, 256), seed=7, defects=True, ring_counts=5000.0)
+    np.testing.assert_array_equal(img1, img2)
+    assert t1 == t2 and t1["poni"] == a.truth(ring_average=False)["poni"]
+    # write_demo shares the acquisition; the writers leave no temporary file behind
+    out = S.write_demo(tmp_path / "demo", n_frames=2, acquisition=acq)
+    cal = json.loads(out["calibrant"]["truth"].read_text())
+    assert cal["seed"] == 7 and cal["defects"] and "mask" in out["tensile"]
+    assert not [p for p in (tmp_path / "demo").rglob("*") if p.name.endswith((".partial", ".lock"))]
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: S.Acquisition(dtype="float32"), "dtype"),
+        (lambda: S.Acquisition(saturation=70000), "saturation"),
+        (lambda: S.Acquisition(polarization_factor=2.0), "polarization_factor"),
+        (lambda: S.Acquisition(shape=(10,)), "shape"),
+        (lambda: S.TensileModel(hardening_ratio=1.5), "hardening_ratio"),
+        (lambda: S.TensileModel(applied_strain=[0.1, -0.1]), "applied_strain"),
+        (lambda: S.TensileModel(load_sharing={"0002": -1.0}), "load_sharing"),
+        (lambda: S.CalibrantModel(calibrant=3), "calibrant"),
+        (lambda: S.tensile_run(1, model=S.Acquisition()), "model"),
+    ],
+)
+def test_dataclass_validation(make, name):
+    with pytest.raises(ValueError, match=name):
+        make()
+
+
+def test_unknown_keyword_is_a_type_error():
+    with pytest.raises(TypeError, match="poisson"):
+        S.tensile_run(1, poisson=0.3)
+    with pytest.raises(TypeError, match="max_strain"):
+        S.calibrant_image(max_strain=0.1)  # a run's field, not a calibrant's
