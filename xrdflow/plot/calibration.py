@@ -19,8 +19,9 @@ def calibration_figure(image, result, *, max_rings: int | None = None, figsize=(
     image : numpy.ndarray
         Calibrant image as fabio reads it (it is flipped here when the geometry is
         ``"flipud"``, so rings and image are drawn in the geometry's orientation).
-    result : xrdflow.calibrate.CalibrationResult
-        Output of :func:`xrdflow.calibrate`.
+    result : CalibrationResult
+        Output of :func:`xrdflow.calibrate` (its ``geometry``, ``rings``, ``control_points``,
+        ``rms_px``, ``n_rings`` and ``calibrant`` are drawn).
     max_rings : int, optional
         Draw at most this many expected rings (default: all rings used plus the next ones
         on the detector).
@@ -31,8 +32,11 @@ def calibration_figure(image, result, *, max_rings: int | None = None, figsize=(
 
     Examples
     --------
-    >>> fig = calibration_figure(img, res)            # doctest: +SKIP
-    >>> fig.savefig("calibration.png")                # doctest: +SKIP
+    A calibration takes seconds, so this example is not run (tests/test_plot.py draws one)::
+
+        res = xrdflow.calibrate(img, "LaB6", energy_kev=87.1, detector="Perkin", distance_mm=1150)
+        fig = calibration_figure(img, res)
+        fig.savefig("calibration.png")
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import LogNorm

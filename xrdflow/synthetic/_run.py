@@ -69,21 +69,8 @@ class TensileRun:
         inten = np.asarray(reflections.intensity.values, dtype=float)
         strongest = int(np.argmax(inten))
         self._area = inten / 100.0 * p["ring_counts"] * math.sqrt(2 * math.pi) * sig_inst[strongest]
-        e = self.applied_strain
-        ey = p["yield_strain"]
-        plastic = np.maximum(e - ey, 0.0)
-        self.eps_axial = (np.minimum(e, ey)[:, None]
-                          + p["hardening_ratio"] * self.load_sharing[None, :] * plastic[:, None])
-        self.eps_transverse = -p["poisson_ratio"] * self.eps_axial
-        self.sigma = np.sqrt(sig_inst[None, :] ** 2
-                             + (self.q0[None, :] * p["broadening"] * plastic[:, None]) ** 2)
-        stress = p["youngs_modulus_gpa"] * 1e3 * (np.minimum(e, ey) + p["hardening_ratio"] * plastic)
-        self.log = {
-            "frame": self.frame_numbers.copy(),
-            "applied_strain": e.copy(),
-            "load_N": stress * p["cross_section_mm2"],
-            "time_s": np.arange(e.size) * p["frame_period_s"],
-        }
+        self.eps_axial, self.eps_transverse, self.sigma, self.log = _mechanics(
+            p, self.applied_strain, self.frame_numbers, self.q0, sig_inst, self.load_sharing)
 
     # -------------------------------------------------------------- model
     def __len__(self) -> int:
@@ -196,51 +183,75 @@ class TensileRun:
         ``lattice_strain`` [frame][reflection][azimuth], and with ``ring_average`` the
         :meth:`ring_average` values [frame][reflection].
         """
-        refl = self.reflections
-        return {
-            "kind": "tensile_run",
-            "phase": str(refl.attrs.get("phase", "")),
-            "energy_kev": self.energy_kev,
-            "wavelength_a": self.wavelength_a,
-            "poni": poni_dict(self._ai),
-            "model": dict(self.params, load_sharing=dict(self.params["load_sharing"]),
-                          image_model=_IMAGE_MODEL, strain_model=_STRAIN_MODEL,
-                          background_model=BACKGROUND_MODEL),
-            "reflections": {
-                "label": self.labels,
-                "hkl": [str(v) for v in refl.hkl.values],
-                "q0": self.q0.tolist(),
-                "d0": refl.d_spacing.values.tolist(),
-                "two_theta0": refl.two_theta.values.tolist(),
-                "intensity": refl.intensity.values.tolist(),
-                "load_sharing": self.load_sharing.tolist(),
-                "sigma_instrument": self.sigma_instrument.tolist(),
-            },
-            "azimuth_deg": self.truth_azimuths_deg.tolist(),
-            "frames": self._frames_truth(ring_average),
-            "units": dict(q=INV_NM, sigma=INV_NM, d=ANGSTROM, two_theta=DEGREE, azimuth="deg (pyFAI chi)",
-                          lattice_strain=f"{DIMENSIONLESS} (d/d0 - 1)", load="N", time=SECOND, energy=KEV),
-        }
-
-    def _frames_truth(self, ring_average: bool) -> dict[str, list]:
-        az = self.truth_azimuths_deg
-        qc, eps = [], []
-        for k in range(len(self)):
-            t = self.truth_at(k, az)
-            qc.append(t["q_center"].tolist())
-            eps.append(t["lattice_strain"].tolist())
-        frames = {key: np.asarray(v).tolist() for key, v in self.log.items()}
-        frames.update(eps_axial=self.eps_axial.tolist(), eps_transverse=self.eps_transverse.tolist(),
-                      sigma=self.sigma.tolist(), q_center=qc, lattice_strain=eps)
-        if ring_average:
-            ra = [self.ring_average(k) for k in range(len(self))]
-            for key in _RING_AVERAGE_KEYS:
-                frames[key] = [r[key].tolist() for r in ra]
-        return frames
+        return run_truth(self, ring_average=ring_average)
 
     def __repr__(self) -> str:
         return (f"TensileRun({len(self)} frames, shape={self._pix.shape}, {len(self.labels)} reflections, "
                 f"{self.energy_kev} keV, strain {self.applied_strain[0]:.4g}..{self.applied_strain[-1]:.4g})")
+
+
+def _mechanics(p, e, frame_numbers, q0, sig_inst, load_sharing):
+    """Lattice strains (axial, transverse), widths [frame, reflection] and the log columns
+    of the applied strains ``e`` under the parameters ``p`` (bilinear hardening)."""
+    ey = p["yield_strain"]
+    plastic = np.maximum(e - ey, 0.0)
+    eps_axial = np.minimum(e, ey)[:, None] + p["hardening_ratio"] * load_sharing[None, :] * plastic[:, None]
+    eps_transverse = -p["poisson_ratio"] * eps_axial
+    sigma = np.sqrt(sig_inst[None, :] ** 2 + (q0[None, :] * p["broadening"] * plastic[:, None]) ** 2)
+    stress = p["youngs_modulus_gpa"] * 1e3 * (np.minimum(e, ey) + p["hardening_ratio"] * plastic)
+    log = {
+        "frame": frame_numbers.copy(),
+        "applied_strain": e.copy(),
+        "load_N": stress * p["cross_section_mm2"],
+        "time_s": np.arange(e.size) * p["frame_period_s"],
+    }
+    return eps_axial, eps_transverse, sigma, log
+
+
+def run_truth(run: TensileRun, *, ring_average: bool = True) -> dict[str, Any]:
+    """JSON-serialisable truth of ``run`` (see :meth:`TensileRun.truth`)."""
+    refl = run.reflections
+    return {
+        "kind": "tensile_run",
+        "phase": str(refl.attrs.get("phase", "")),
+        "energy_kev": run.energy_kev,
+        "wavelength_a": run.wavelength_a,
+        "poni": poni_dict(run._ai),
+        "model": dict(run.params, load_sharing=dict(run.params["load_sharing"]),
+                      image_model=_IMAGE_MODEL, strain_model=_STRAIN_MODEL,
+                      background_model=BACKGROUND_MODEL),
+        "reflections": {
+            "label": run.labels,
+            "hkl": [str(v) for v in refl.hkl.values],
+            "q0": run.q0.tolist(),
+            "d0": refl.d_spacing.values.tolist(),
+            "two_theta0": refl.two_theta.values.tolist(),
+            "intensity": refl.intensity.values.tolist(),
+            "load_sharing": run.load_sharing.tolist(),
+            "sigma_instrument": run.sigma_instrument.tolist(),
+        },
+        "azimuth_deg": run.truth_azimuths_deg.tolist(),
+        "frames": _frames_truth(run, ring_average),
+        "units": dict(q=INV_NM, sigma=INV_NM, d=ANGSTROM, two_theta=DEGREE, azimuth="deg (pyFAI chi)",
+                      lattice_strain=f"{DIMENSIONLESS} (d/d0 - 1)", load="N", time=SECOND, energy=KEV),
+    }
+
+
+def _frames_truth(run: TensileRun, ring_average: bool) -> dict[str, list]:
+    az = run.truth_azimuths_deg
+    qc, eps = [], []
+    for k in range(len(run)):
+        t = run.truth_at(k, az)
+        qc.append(t["q_center"].tolist())
+        eps.append(t["lattice_strain"].tolist())
+    frames = {key: np.asarray(v).tolist() for key, v in run.log.items()}
+    frames.update(eps_axial=run.eps_axial.tolist(), eps_transverse=run.eps_transverse.tolist(),
+                  sigma=run.sigma.tolist(), q_center=qc, lattice_strain=eps)
+    if ring_average:
+        ra = [run.ring_average(k) for k in range(len(run))]
+        for key in _RING_AVERAGE_KEYS:
+            frames[key] = [r[key].tolist() for r in ra]
+    return frames
 
 
 def _fit_gaussians(x, y, mu0, s0, n_iter: int = 50):
