@@ -99,7 +99,8 @@ def lattice_strain(fits: xr.Dataset, *, reference: Any = "first", dim: str = "fr
     if not isinstance(fits, xr.Dataset):
         raise ValueError(f"fits: expected an xarray.Dataset, got {type(fits).__name__}")
     if "d_spacing" not in fits:
-        raise ValueError("fits: needs a 'd_spacing' variable (fit_peaks gives it when the radial unit converts to d)")
+        raise ValueError("fits: needs a 'd_spacing' variable "
+                         "(fit_peaks gives it when the radial unit converts to d)")
     if "peak" not in fits.dims:
         raise ValueError("fits: needs a 'peak' dim")
     d = fits["d_spacing"]
