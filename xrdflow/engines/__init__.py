@@ -13,7 +13,8 @@
 
 from __future__ import annotations
 
-from .cache import adopt_sparse, clear_engine_cache, engine_cache_info, get_sparse, share_with_workers
+from .cache import (adopt_sparse, clear_engine_cache, engine_cache_info, get_sparse, held_matrices,
+                    share_with_workers)
 from .fused import MODE_DUMMY, MODE_FINITE, MODE_NEGATIVE, SPLITS, integrate_frames
 from .sparse import SparseIntegrator, array_digest, build_sparse, to_ell
 from .spec import IntegrationSpec
@@ -29,6 +30,7 @@ __all__ = [
     "share_with_workers",
     "engine_cache_info",
     "clear_engine_cache",
+    "held_matrices",
     "integrate_frames",
     "SPLITS",
     "MODE_FINITE",

@@ -91,16 +91,23 @@ def share_with_workers(client, latest: int | None = 1) -> int:
     memory). Workers that join later, or miss it, still build their own on first use.
     Never part of a task graph.
     """
-    _check_pid()
-    with _cache_lock:  # most recently used last: the matrix integrate() just asked for
-        items = list(_cache.items())
-    if latest is not None:
-        items = items[len(items) - min(int(latest), len(items)):]
     taken = 0
-    for key, sparse in items:
+    for key, sparse in held_matrices(latest):
         result = client.run(adopt_sparse, key, sparse)
         taken += sum(bool(v) for v in result.values())
     return taken
+
+
+def held_matrices(latest: int | None = None) -> list[tuple[Any, SparseIntegrator]]:
+    """The (key, matrix) pairs this process holds, most recently used last (``latest`` of
+    them; None: all), to hand to :func:`adopt_sparse` in another process (a worker, or a
+    benchmark that should not pay the build again)."""
+    _check_pid()
+    with _cache_lock:
+        items = list(_cache.items())
+    if latest is not None:
+        items = items[len(items) - min(int(latest), len(items)):]
+    return items
 
 
 def engine_cache_info() -> dict[str, Any]:
