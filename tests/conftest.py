@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("XRDFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -168,3 +169,55 @@ def assert_close(a, b, rel=1e-6):
     diff = np.nanmax(np.abs(np.asarray(a, np.float64) - b))
     assert diff <= rel * scale, f"max abs difference {diff:.3g} > {rel:g} x max {scale:.3g}"
     np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+
+
+# ------------------------------------------------- synthetic patterns with three known peaks
+PEAKS_Q = np.linspace(15.0, 35.0, 2001)  # 1/nm
+PEAKS_D_TRUE = np.array([3.2, 2.6, 2.45])  # Angstrom
+PEAKS_Q_TRUE = 20 * np.pi / PEAKS_D_TRUE
+
+
+def peak_patterns(nframe=6, naz=0, use_dask=True, seed=0, strain=1e-3):
+    """Poisson patterns with the three Mg-like peaks of PEAKS_D_TRUE, d growing by ``strain``
+    a frame (``naz`` azimuth sectors); returns the patterns and the true centres [frame, peak]."""
+    rng = np.random.default_rng(seed)
+    shape = (nframe, max(naz, 1), PEAKS_Q.size)
+    applied = np.linspace(0, 0.02, nframe)
+    qc = PEAKS_Q_TRUE[None, :] / (1 + strain * np.arange(nframe))[:, None]  # d grows with frame
+    mu = np.full(shape, 50.0)
+    for i in range(len(PEAKS_Q_TRUE)):
+        mu += 800 * np.exp(-((PEAKS_Q - qc[:, i, None, None]) ** 2) / (2 * 0.04**2))
+    y = rng.poisson(mu).astype(np.float64)
+    dims = ("frame", "azimuth", "q") if naz else ("frame", "q")
+    y = y if naz else y[:, 0]
+    coords = {"q": ("q", PEAKS_Q, {"units": "1/nm"}), "applied_strain": ("frame", applied)}
+    if naz:
+        coords["azimuth"] = ("azimuth", np.linspace(-170, 170, naz))
+        coords["sector"] = ("azimuth", [f"s{i}" for i in range(naz)])
+    arr = xr.DataArray(y, dims=dims, coords=coords,
+                       attrs={"radial_unit": "q_nm^-1", "wavelength_a": 0.2, "units": "counts"})
+    if use_dask:
+        arr = arr.chunk({"frame": 2})
+    return arr, qc
+
+
+def peak_reflections():
+    """A reflections Dataset for the peaks of :func:`peak_patterns`."""
+    labels = ["Mg 10-10", "Mg 0002", "Mg 10-11"]
+    return xr.Dataset(
+        {
+            "d_spacing": ("reflection", PEAKS_D_TRUE),
+            "q": ("reflection", PEAKS_Q_TRUE),
+            "two_theta": ("reflection", np.zeros(3)),
+            "multiplicity": ("reflection", [6, 2, 12]),
+            "intensity": ("reflection", [30.0, 40.0, 100.0]),
+        },
+        coords={
+            "reflection": labels,
+            "hkl": ("reflection", ["10-10", "0002", "10-11"]),
+            "phase": ("reflection", ["Mg"] * 3),
+            "h": ("reflection", [1, 0, 1]),
+            "k": ("reflection", [0, 0, 0]),
+            "l": ("reflection", [0, 2, 1]),
+        },
+    )

@@ -5,7 +5,12 @@ import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import PEAKS_D_TRUE as D_TRUE
+from conftest import PEAKS_Q as Q
+from conftest import PEAKS_Q_TRUE as Q_TRUE
 from conftest import SHARED_DATA as DATA
+from conftest import peak_patterns as _patterns
+from conftest import peak_reflections as _reflections
 
 from xrdflow import fit_peaks, read_patterns
 from xrdflow._peaks import STATUS
@@ -13,54 +18,6 @@ from xrdflow.units import radial_to_d as to_d_spacing
 
 needs_data = pytest.mark.skipif(not DATA.is_dir(),
                                 reason=f"real data folder {DATA} absent (set XRDFLOW_SHARED_DATA)")
-
-Q = np.linspace(15.0, 35.0, 2001)  # 1/nm
-D_TRUE = np.array([3.2, 2.6, 2.45])  # Angstrom
-Q_TRUE = 20 * np.pi / D_TRUE
-
-
-def _patterns(nframe=6, naz=0, use_dask=True, seed=0, strain=1e-3):
-    rng = np.random.default_rng(seed)
-    shape = (nframe, max(naz, 1), Q.size)
-    applied = np.linspace(0, 0.02, nframe)
-    qc = Q_TRUE[None, :] / (1 + strain * np.arange(nframe))[:, None]  # d grows with frame
-    mu = np.full(shape, 50.0)
-    for i in range(len(Q_TRUE)):
-        mu += 800 * np.exp(-((Q - qc[:, i, None, None]) ** 2) / (2 * 0.04**2))
-    y = rng.poisson(mu).astype(np.float64)
-    dims = ("frame", "azimuth", "q") if naz else ("frame", "q")
-    y = y if naz else y[:, 0]
-    coords = {"q": ("q", Q, {"units": "1/nm"}), "applied_strain": ("frame", applied)}
-    if naz:
-        coords["azimuth"] = ("azimuth", np.linspace(-170, 170, naz))
-        coords["sector"] = ("azimuth", [f"s{i}" for i in range(naz)])
-    arr = xr.DataArray(y, dims=dims, coords=coords,
-                       attrs={"radial_unit": "q_nm^-1", "wavelength_a": 0.2, "units": "counts"})
-    if use_dask:
-        arr = arr.chunk({"frame": 2})
-    return arr, qc
-
-
-def _reflections():
-    labels = ["Mg 10-10", "Mg 0002", "Mg 10-11"]
-    return xr.Dataset(
-        {
-            "d_spacing": ("reflection", D_TRUE),
-            "q": ("reflection", Q_TRUE),
-            "two_theta": ("reflection", np.zeros(3)),
-            "multiplicity": ("reflection", [6, 2, 12]),
-            "intensity": ("reflection", [30.0, 40.0, 100.0]),
-        },
-        coords={
-            "reflection": labels,
-            "hkl": ("reflection", ["10-10", "0002", "10-11"]),
-            "phase": ("reflection", ["Mg"] * 3),
-            "h": ("reflection", [1, 0, 1]),
-            "k": ("reflection", [0, 0, 0]),
-            "l": ("reflection", [0, 2, 1]),
-        },
-    )
-
 
 @pytest.mark.parametrize("use_dask", [True, False])
 @pytest.mark.parametrize("naz", [0, 3])

@@ -8,7 +8,8 @@ from xrdflow import fit_peaks
 from xrdflow import open_result, write_result
 from xrdflow import lattice_strain
 
-from test_peaks import _patterns, _reflections
+from conftest import peak_patterns as _patterns
+from conftest import peak_reflections as _reflections
 
 
 @pytest.mark.parametrize("naz", [0, 3])

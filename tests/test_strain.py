@@ -5,7 +5,9 @@ import xarray as xr
 from xrdflow import fit_peaks
 from xrdflow import lattice_strain
 
-from test_peaks import D_TRUE, _patterns, _reflections
+from conftest import PEAKS_D_TRUE as D_TRUE
+from conftest import peak_patterns as _patterns
+from conftest import peak_reflections as _reflections
 
 
 @pytest.mark.parametrize("use_dask", [True, False])

@@ -33,8 +33,9 @@ class _DeprecatedAlias(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         if option_string in self.deprecated:
-            warnings.warn(f"{option_string}: deprecated; use '{self.option_strings[0]}' instead",
-                          DeprecationWarning, stacklevel=2)
+            message = f"{option_string}: deprecated; use '{self.option_strings[0]}' instead"
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+            print(f"xrdflow: warning: {message}", file=sys.stderr)  # Python hides DeprecationWarning
         setattr(namespace, self.dest, values)
 
 
@@ -222,7 +223,7 @@ def _add_fit(sub) -> None:
 
 
 def _cmd_fit(args) -> int:
-    from . import lattice_strain, open_patterns, read_patterns, write_result
+    from . import fit_peaks, lattice_strain, open_patterns, read_patterns, write_result
 
     first = Path(args.patterns[0])
     if len(args.patterns) == 1 and first.suffix in (".nxs", ".h5", ".hdf5", ".nx5"):
@@ -243,23 +244,13 @@ def _cmd_fit(args) -> int:
         if args.half_width is None:
             raise ValueError("--half-width: needed with --centers")
         peaks = args.centers
-    fits = _fit(patterns, peaks, half_width=args.half_width, background=args.background,
+    fits = fit_peaks(patterns, peaks, half_width=args.half_width, background=args.background,
                 error_model=args.error_model, overlap=args.overlap)
     result = lattice_strain(fits.compute(), reference=args.reference)
     write_result(result, args.output)
     status = result["status"].values
     print(f"{args.output}: {status.size} fits, {int((status == 0).sum())} ok")
     return 0
-
-
-def _fit(patterns, peaks, *, error_model, **kwargs):
-    """fit_peaks with its fit weights: ``error_model=`` where it has it, else ``weights=``."""
-    import inspect
-
-    from . import fit_peaks
-
-    key = "error_model" if "error_model" in inspect.signature(fit_peaks).parameters else "weights"
-    return fit_peaks(patterns, peaks, **{key: error_model}, **kwargs)
 
 
 def _add_sweep(sub) -> None:

@@ -8,7 +8,6 @@ far) and records its outputs, its time and whether it was reused.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
 import time
@@ -166,10 +165,7 @@ def build_fits(cfg: RunConfig, patterns, energy_kev: float):
     pk = cfg["peaks"]
     kwargs = dict(half_width=pk["half_width"], background=pk["background"], warm_start=pk["warm_start"],
                   max_iter=pk["max_iter"], xtol=pk["xtol"], min_snr=pk["min_snr"],
-                  min_points=pk["min_points"], overlap=pk["overlap"])
-    # fit weights: fit_peaks(error_model=) where it has it, else its older name weights=
-    key = "error_model" if "error_model" in inspect.signature(fit_peaks).parameters else "weights"
-    kwargs[key] = pk["error_model"]
+                  min_points=pk["min_points"], overlap=pk["overlap"], error_model=pk["error_model"])
     return fit_peaks(patterns, peaks_spec(cfg, energy_kev), **kwargs)
 
 
