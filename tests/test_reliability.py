@@ -563,7 +563,7 @@ def test_bad_config_one_line_naming_the_key_nothing_written(tmp_path, capsys, ed
         (["ingest", "frames", "-o", "raw.nxs", "--energy", "abc"], "argument --energy: invalid float value", 2),
         (["ingest", "nothing/*.tif", "-o", "raw.nxs", "--energy", "87.1"], "pattern matches no file", 1),
         (["integrate", "raw.nxs", "--poni", "g.poni", "--npt", "0", "-o", "p.nxs"], "g.poni: PONI file not found", 1),
-        (["fit", "p.xy", "--centres", "22.6", "--half-width", "-1", "-o", "r.nxs"], "half_width", 1),
+        (["fit", "p.xy", "--centers", "22.6", "--half-width", "-1", "-o", "r.nxs"], "half_width", 1),
         (["sweep", "Mg", "--energy", "120", "30", "5"], "--energy: need 0 < LOW < HIGH", 1),
         (["sweep", "Mg", "--energy", "30", "120", "0"], "--energy: N must be a positive integer", 1),
     ],
