@@ -346,3 +346,32 @@ def test_cli_demo_calls_run_demo(monkeypatch, tmp_path):
     import xrdflow.demo  # the old module name still works
 
     assert xrdflow.demo.demo_config_text() == demo_config_text()
+
+
+@pytest.mark.parametrize(
+    "jobqueue,needle",
+    [
+        ({"kind": "slurm", "cores": 1, "memory": "4GB", "partition": "debug"},
+         "[compute] jobqueue.partition: dask-jobqueue calls it 'queue'"),
+        ({"kind": "slurm", "memory": "4GB"}, "[compute] jobqueue.cores: required"),
+        ({"kind": "slurm", "cores": 1}, "[compute] jobqueue.memory: required"),
+    ],
+)
+def test_jobqueue_checked_before_anything_runs(demo_inputs, tmp_path, jobqueue, needle):
+    pytest.importorskip("dask_jobqueue")
+    cfg = config_for(demo_inputs, run__output=str(tmp_path / "out"), compute__scheduler=None,
+                     compute__jobqueue=jobqueue)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, base_dir=demo_inputs)
+    assert needle in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_scheduler_override_replaces_the_jobqueue(demo_inputs, tmp_path, caplog):
+    cfg = config_for(demo_inputs, run__output=str(tmp_path / "out"), compute__scheduler=None,
+                     compute__jobqueue={"kind": "slurm", "cores": 1, "memory": "4GB", "queue": "debug"})
+    with caplog.at_level("WARNING", logger="xrdflow.workflow"):
+        loaded = load_config(cfg, base_dir=demo_inputs, overrides={"compute": {"scheduler": "tcp://127.0.0.1:8786"}})
+    assert loaded["compute"]["jobqueue"] is None
+    assert loaded["compute"]["scheduler"] == "tcp://127.0.0.1:8786"
+    assert "replaces [compute] jobqueue" in caplog.text

@@ -79,6 +79,8 @@ def _add_run(sub) -> None:
 def _cmd_run(args) -> int:
     from .workflow import load_config, run_workflow
 
+    # a --scheduler replaces the config's [compute] jobqueue (load_config logs it)
+
     overrides = {"compute": {"scheduler": args.scheduler}} if args.scheduler else None
     run_workflow(load_config(args.config, overrides=overrides), progress=sys.stderr.isatty())
     return 0
@@ -305,6 +307,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _default_sigint() -> None:
+    """Ctrl-C raises KeyboardInterrupt (exit 130), whatever an imported library installed
+    (dask-jobqueue replaces the handler on import with one that exits with status 0)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, signal.default_int_handler):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _raised_by_sigint_lambda(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a signal handler of dask-jobqueue's (its ``sys.exit()``)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "dask_jobqueue" in tb.tb_frame.f_code.co_filename
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -314,11 +335,17 @@ def main(argv: list[str] | None = None) -> int:
     # pyFAI) warns on every start that the optional pyopencl is missing; we never use it.
     logging.getLogger("distributed").setLevel(level if args.verbose >= 2 else logging.WARNING)
     logging.getLogger("silx.opencl").setLevel(level if args.verbose >= 2 else logging.ERROR)
+    _default_sigint()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("xrdflow: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:  # dask-jobqueue's SIGINT handler is `lambda *_: sys.exit()`
+        if exc.code in (None, 0) and _raised_by_sigint_lambda(exc):
+            print("xrdflow: interrupted", file=sys.stderr)
+            return 130
+        raise
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -288,7 +288,7 @@ def load_config(
     """
     raw, source, base = _read(config, base_dir)
     if overrides:
-        raw = {**raw, **{sec: {**raw.get(sec, {}), **keys} for sec, keys in overrides.items()}}
+        raw = _overridden(raw, overrides, source)
     try:
         sections = _validate(raw)
         _resolve_paths(sections, base)
@@ -296,6 +296,22 @@ def load_config(
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return RunConfig(sections=sections, source=source)
+
+
+def _overridden(raw: dict, overrides: dict[str, dict[str, Any]], source: str) -> dict:
+    """``raw`` with ``overrides`` in; a scheduler given there replaces the config's
+    ``[compute] jobqueue`` (the command line wins; the log says so)."""
+    compute = raw.get("compute", {})
+    over = overrides.get("compute", {})
+    if (isinstance(compute, dict) and compute.get("jobqueue") is not None and over.get("scheduler")
+            and "jobqueue" not in over):
+        import logging
+
+        logging.getLogger("xrdflow.workflow").warning(
+            "%s: scheduler %s (given on the command line) replaces [compute] jobqueue",
+            source, over["scheduler"])
+        raw = {**raw, "compute": {k: v for k, v in compute.items() if k != "jobqueue"}}
+    return {**raw, **{sec: {**raw.get(sec, {}), **keys} for sec, keys in overrides.items()}}
 
 
 def _read(config, base_dir) -> tuple[dict, str, Path]:

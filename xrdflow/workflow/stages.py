@@ -197,12 +197,12 @@ def reduce_stage(run: Run, raw: Path, geometry):
         patterns = build_patterns(cfg, frames, geometry)
         fits = build_fits(cfg, patterns, energy)
         with compute_context(compute_config(cfg["compute"]), echo=run.say) as client:
-            if client is not None:  # the matrix integrate() built here: once to each worker
-                from ..engines import share_with_workers
+            if client is not None:  # the matrix integrate() built here: to each worker as it joins
+                from ..cluster import ship_matrices
 
-                share_with_workers(client, latest=1)
+                ship_matrices(client, latest=1)
             fitted = stream(patterns, fits, patterns_path, batch_frames=cfg["compute"]["batch_frames"],
-                            progress=run.progress)
+                            progress=run.progress, client=client)
         result = lattice_strain(fitted, reference=cfg["strain"]["reference"])
         result.attrs["run_config"] = json.dumps(cfg.sections, default=str)
         result.attrs["geometry"] = json.dumps(geometry.as_dict(), default=str)
@@ -230,11 +230,15 @@ def _batch_bounds(chunks, batch_frames: int | None) -> list[int]:
     return bounds
 
 
-def stream(patterns, fits, patterns_path: Path, *, batch_frames: int | None = None, progress: bool = False):
+def stream(patterns, fits, patterns_path: Path, *, batch_frames: int | None = None, progress: bool = False,
+           client=None):
     """Integrate and fit a batch of frames at a time, in one ``dask.compute`` per batch (the
     integration is computed once for both): patterns (and their errors) go to the NXazint
-    file, fits are kept -> the fits of every frame, computed."""
-    import dask
+    file, fits are kept -> the fits of every frame, computed.
+
+    With a distributed ``client``, each batch is waited for while its cluster is watched
+    (:func:`xrdflow.cluster.wait_for`): lost workers past their timeout, or a job the batch
+    system refused, end the run with an error instead of a hang."""
     import h5py
     import xarray as xr
 
@@ -259,7 +263,7 @@ def stream(patterns, fits, patterns_path: Path, *, batch_frames: int | None = No
                 todo = [patterns.data[sl], fits.isel(frame=sl)]
                 if errors is not None:
                     todo.append(errors.data[sl])
-                done = dask.compute(*todo)
+                done = _compute(todo, client)
                 writer.write(sl, done[0])
                 parts.append(done[1])
                 if errors is not None:
@@ -274,6 +278,22 @@ def stream(patterns, fits, patterns_path: Path, *, batch_frames: int | None = No
     fitted = xr.concat(parts, dim="frame") if len(parts) > 1 else parts[0]
     fitted.attrs = dict(fits.attrs)
     return fitted
+
+
+def _compute(todo, client):
+    """``dask.compute(*todo)``; on a distributed client, as futures waited for under watch."""
+    import dask
+
+    if client is None:
+        return dask.compute(*todo)
+    from ..cluster import wait_for
+
+    futures = client.compute(todo)
+    try:
+        return tuple(wait_for(futures, client))
+    finally:
+        for f in futures:
+            f.release()
 
 
 def _workers_hint() -> int:
