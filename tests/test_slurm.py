@@ -8,6 +8,7 @@ at the end. Without root, SLURM or dask-jobqueue the module is skipped with the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -188,6 +189,215 @@ def slurm(tmp_path_factory):
                 os.environ["SLURM_CONF"] = old
     finally:
         cluster.stop()
+
+
+
+# ------------------------------------------------------------------------------ runs
+FRAMES = 16
+SIZE = (512, 512)
+
+
+def _toml(cfg: dict) -> str:
+    """A run config dict as TOML (the few value types a config holds)."""
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items() if x is not None) + "}"
+        raise TypeError(v)
+
+    lines = []
+    for section, keys in cfg.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {value(v)}" for k, v in keys.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The demo's synthetic inputs, run once on dask's threads: (folder, config dict, result)."""
+    import tomllib
+
+    from xrdflow.synthetic import write_demo
+    from xrdflow.workflow import load_config, run_workflow
+    from xrdflow.workflow.demo import demo_config_text
+
+    folder = tmp_path_factory.mktemp("slurm-demo")
+    write_demo(folder / "input", n_frames=FRAMES, shape=SIZE)
+    cfg = tomllib.loads(demo_config_text())
+    cfg["run"]["output"] = str(folder / "threads")
+    cfg["compute"] = {"scheduler": "threads", "batch_frames": 4}
+    cfg["integration"]["npt"] = 300
+    cfg["output"] = {"figures": False}
+    result = run_workflow(load_config(cfg, base_dir=folder), echo=None).result
+    base = folder / "threads"
+    cfg["input"] = {k: v for k, v in cfg["input"].items() if k not in ("frames", "log")}
+    cfg["input"]["raw"] = str(base / "raw.nxs")
+    cfg["geometry"] = {"poni": str(base / "geometry.poni")}
+    return folder, cfg, result
+
+
+def _slurm_config(reference, slurm, out: Path, **jobqueue) -> dict:
+    folder, cfg, _ = reference
+    spec = {"kind": "slurm", "cores": 1, "processes": 1, "memory": "1GB", "jobs": 2, "queue": "debug",
+            "walltime": "00:10:00", "log_directory": str(slurm.root / "jobs"), "worker_timeout": 60,
+            "start_timeout": 60, **jobqueue}
+    return {**cfg, "run": {**cfg["run"], "output": str(out)},
+            "compute": {"batch_frames": 4, "dashboard": True, "jobqueue": spec}}
+
+
+def _run(reference, config: dict):
+    from xrdflow.workflow import load_config, run_workflow
+
+    return run_workflow(load_config(config, base_dir=reference[0]), echo=None).result
+
+
+def _assert_identical(a, b):
+    import numpy as np
+
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+def _no_leftovers(out: Path):
+    left = [p.name for p in out.rglob("*") if p.name.endswith((".partial", ".lock"))] if out.exists() else []
+    assert not left, left
+
+
+def _our_jobs_gone(slurm, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while slurm.squeue() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not slurm.squeue(), slurm.squeue()
+
+
+def _cluster_listening(address: str) -> set[str]:
+    """The addresses this process and the cluster's workers (SLURM jobs) listen on."""
+    import psutil
+
+    pids = {os.getpid()}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if address in " ".join(proc.info["cmdline"] or []):
+            pids.add(proc.info["pid"])
+            pids.update(child.pid for child in proc.children(recursive=True))
+    assert len(pids) >= 5, pids  # this process, and a nanny and a worker per job
+    return {c.laddr.ip for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN and c.pid in pids}
+
+
+def _on_first_batch(monkeypatch, action):
+    """Call ``action()`` once, when the run writes its first batch of patterns (mid-run)."""
+    from xrdflow.nexus.azint import PatternWriter
+
+    original = PatternWriter.write
+    calls = []
+
+    def write(self, *args, **kwargs):
+        if not calls:
+            calls.append(action())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PatternWriter, "write", write)
+    return calls
+
+
+def test_two_slurm_workers_identical_to_threads_and_on_loopback(slurm, reference, tmp_path, monkeypatch):
+    from distributed import get_client
+
+    def look():
+        client = get_client()
+        info = client.scheduler_info()
+        return {"workers": len(info["workers"]), "listening": _cluster_listening(info["address"]),
+                "builds": client.run(lambda: __import__("xrdflow").engines.engine_cache_info()["builds"])}
+
+    seen = _on_first_batch(monkeypatch, look)
+    result = _run(reference, _slurm_config(reference, slurm, tmp_path / "out"))
+    _assert_identical(reference[2], result)
+    assert seen and seen[0]["listening"] == {"127.0.0.1"}
+    assert set(seen[0]["builds"].values()) == {0}  # the matrix came with the plugin, not rebuilt
+    _no_leftovers(tmp_path / "out")
+    _our_jobs_gone(slurm)
+
+
+def test_one_job_scancelled_mid_run_completes_identical(slurm, reference, tmp_path, monkeypatch):
+    def cancel_one():
+        jobs = [j for j, state in slurm.squeue() if state == "RUNNING"]
+        subprocess.run([_which("scancel"), jobs[0]], env=slurm.env, check=True)
+        return jobs[0]
+
+    seen = _on_first_batch(monkeypatch, cancel_one)
+    result = _run(reference, _slurm_config(reference, slurm, tmp_path / "out"))
+    assert seen
+    _assert_identical(reference[2], result)
+    _our_jobs_gone(slurm)
+
+
+def _cli(config: dict, folder: Path, **kwargs) -> subprocess.Popen:
+    path = folder / "run.toml"
+    path.write_text(_toml(config))
+    return subprocess.Popen([sys.executable, "-m", "xrdflow.cli", "run", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.parametrize("jobqueue,needle", [
+    ({"queue": "nosuchpartition"}, "invalid partition specified: nosuchpartition"),
+    ({"memory": "100000GB"}, "Memory specification can not be satisfied"),
+])
+def test_job_that_cannot_be_submitted_fails_in_one_line(slurm, reference, tmp_path, jobqueue, needle):
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    proc = _cli(_slurm_config(reference, slurm, out, **jobqueue), tmp_path)
+    stdout, stderr = proc.communicate(timeout=90)
+    assert time.monotonic() - t0 < 60
+    assert proc.returncode == 1
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("xrdflow run: error: [compute] jobqueue: the job could not be submitted: sbatch:")
+    assert needle in lines[0]
+    _no_leftovers(out)
+    assert not (out / "patterns.nxs").exists()
+    _our_jobs_gone(slurm)
+
+
+def test_ctrl_c_exits_130(slurm, reference, tmp_path):
+    out = tmp_path / "out"
+    proc = _cli(_slurm_config(reference, slurm, out), tmp_path)
+    try:
+        for line in proc.stdout:  # the cluster is up: jobs submitted, dask-jobqueue imported
+            if "slurm cluster of" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "xrdflow: interrupted"
+    _no_leftovers(out)
+    _our_jobs_gone(slurm)
+
+
+@pytest.mark.slow
+def test_walltime_shorter_than_the_run_is_resubmitted(slurm, reference, tmp_path, monkeypatch):
+    """Both jobs killed by SLURM at their 1-minute walltime during the run: submitted again."""
+    def wait_for_the_kill():
+        first = {j for j, _ in slurm.squeue()}
+        deadline = time.monotonic() + 110
+        while first & {j for j, _ in slurm.squeue()} and time.monotonic() < deadline:
+            time.sleep(1)
+        return first
+
+    seen = _on_first_batch(monkeypatch, wait_for_the_kill)
+    result = _run(reference, _slurm_config(reference, slurm, tmp_path / "out", walltime="00:01:00",
+                                           worker_timeout=90))
+    assert seen and not seen[0] & {j for j, _ in slurm.squeue()}
+    _assert_identical(reference[2], result)
+    _our_jobs_gone(slurm)
 
 
 if __name__ == "__main__":  # bring one up by hand: python tests/test_slurm.py /tmp/dir

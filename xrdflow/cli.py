@@ -333,7 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # dask.distributed logs every connection at INFO; only -vv shows that. silx (under
     # pyFAI) warns on every start that the optional pyopencl is missing; we never use it.
-    logging.getLogger("distributed").setLevel(level if args.verbose >= 2 else logging.WARNING)
+    distributed_level = level if args.verbose >= 2 else logging.WARNING
+    logging.getLogger("distributed").setLevel(distributed_level)
+    import dask  # distributed sets its loggers from dask's config when imported (later, by a command)
+
+    dask.config.set({"distributed.logging.distributed": logging.getLevelName(distributed_level).lower()})
     logging.getLogger("silx.opencl").setLevel(level if args.verbose >= 2 else logging.ERROR)
     _default_sigint()
     try:
