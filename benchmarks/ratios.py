@@ -22,7 +22,12 @@ def main(argv=None) -> int:
     for name in names:
         print(f"== {name}", flush=True)
         try:
-            importlib.import_module(f"benchmarks.ratio_{name}").main()
+            module = importlib.import_module(f"benchmarks.ratio_{name}")
+            saved, sys.argv = sys.argv, [f"ratio_{name}.py"]  # each with its own defaults, not our names
+            try:
+                module.main()
+            finally:
+                sys.argv = saved
         except Exception as exc:  # report and go on with the others
             print(f"   failed: {type(exc).__name__}: {exc}", flush=True)
             failed.append(name)
