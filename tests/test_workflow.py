@@ -375,3 +375,49 @@ def test_scheduler_override_replaces_the_jobqueue(demo_inputs, tmp_path, caplog)
     assert loaded["compute"]["jobqueue"] is None
     assert loaded["compute"]["scheduler"] == "tcp://127.0.0.1:8786"
     assert "replaces [compute] jobqueue" in caplog.text
+
+
+def test_killed_run_resumes_at_the_first_batch_not_stored(demo_inputs, demo_run, tmp_path, monkeypatch):
+    """integrate+fit interrupted after two batches: the rerun computes only the others, and
+    its result equals an uninterrupted run's."""
+    from xrdflow.nexus.azint import PatternWriter
+    from xrdflow.workflow.manifest import BATCHES_NAME
+
+    def config(out):
+        return load_config(from_run(demo_inputs, demo_run, out, output__figures=False, compute__batch_frames=2,
+                                    integration__frames_per_chunk=1),
+                           base_dir=demo_inputs)
+
+    whole = run_workflow(config(tmp_path / "whole"), echo=None).result
+    original = PatternWriter.write
+    writes = []
+
+    def write(self, frames, values):
+        writes.append(frames.start)
+        if len(writes) == 3:
+            raise KeyboardInterrupt  # killed while the third batch is stored
+        return original(self, frames, values)
+
+    monkeypatch.setattr(PatternWriter, "write", write)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        run_workflow(config(out), echo=None)
+    stages = json.loads((out / "xrdflow-run.json").read_text())["stages"]
+    assert stages["reduce:batches"]["done"] == 2
+    assert len(list((out / BATCHES_NAME).iterdir())) == 2
+    assert not (out / "patterns.nxs").exists() and not (out / "result.nxs").exists()
+
+    computed = []
+    import xrdflow.workflow.stages as stages_module
+
+    real_compute = stages_module._compute
+    monkeypatch.setattr(stages_module, "_compute", lambda todo, client: computed.append(1) or real_compute(todo, client))
+    monkeypatch.setattr(PatternWriter, "write", original)
+    resumed = run_workflow(config(out), echo=None).result
+    assert len(computed) == 1  # 6 frames in batches of 2: only the third batch computed again
+    for name in whole.data_vars:
+        np.testing.assert_array_equal(whole[name].values, resumed[name].values, err_msg=name)
+    np.testing.assert_array_equal(xrdflow.open_patterns(out / "patterns.nxs").values,
+                                  xrdflow.open_patterns(tmp_path / "whole" / "patterns.nxs").values)
+    assert not (out / BATCHES_NAME).exists()
+    assert "reduce:batches" not in json.loads((out / "xrdflow-run.json").read_text())["stages"]

@@ -134,7 +134,8 @@ def _table(value, where):
 
 
 #: names of the files a run keeps for itself in its output folder
-RESERVED_NAMES = ("xrdflow-run.json", "xrdflow-run.lock", "geometry.poni", "calibration.txt", "figures")
+RESERVED_NAMES = ("xrdflow-run.json", "xrdflow-run.lock", "xrdflow-run.batches", "geometry.poni",
+                  "calibration.txt", "figures")
 
 
 def _file_name(value, where):

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .config import ConfigError, RunConfig, compute_config
-from .manifest import MANIFEST_NAME, Manifest, fingerprint
+from .manifest import BATCHES_NAME, MANIFEST_NAME, BatchCheckpoint, Manifest, fingerprint
 
 __all__ = ["Run", "ingest_stage", "geometry_stage", "reduce_stage", "figures_stage", "stream",
            "build_patterns", "build_fits", "peaks_spec"]
@@ -201,8 +201,9 @@ def reduce_stage(run: Run, raw: Path, geometry):
                 from ..cluster import ship_matrices
 
                 ship_matrices(client, latest=1)
+            checkpoint = BatchCheckpoint(run.manifest, "reduce", fp, run.out / BATCHES_NAME)
             fitted = stream(patterns, fits, patterns_path, batch_frames=cfg["compute"]["batch_frames"],
-                            progress=run.progress, client=client)
+                            progress=run.progress, client=client, checkpoint=checkpoint)
         result = lattice_strain(fitted, reference=cfg["strain"]["reference"])
         result.attrs["run_config"] = json.dumps(cfg.sections, default=str)
         result.attrs["geometry"] = json.dumps(geometry.as_dict(), default=str)
@@ -231,14 +232,17 @@ def _batch_bounds(chunks, batch_frames: int | None) -> list[int]:
 
 
 def stream(patterns, fits, patterns_path: Path, *, batch_frames: int | None = None, progress: bool = False,
-           client=None):
+           client=None, checkpoint=None):
     """Integrate and fit a batch of frames at a time, in one ``dask.compute`` per batch (the
     integration is computed once for both): patterns (and their errors) go to the NXazint
     file, fits are kept -> the fits of every frame, computed.
 
     With a distributed ``client``, each batch is waited for while its cluster is watched
     (:func:`xrdflow.cluster.wait_for`): lost workers past their timeout, or a job the batch
-    system refused, end the run with an error instead of a hang."""
+    system refused, end the run with an error instead of a hang.
+
+    With a :class:`~xrdflow.workflow.manifest.BatchCheckpoint`, every complete batch is
+    kept, and a later call with the same inputs computes only the batches not kept yet."""
     import h5py
     import xarray as xr
 
@@ -246,6 +250,14 @@ def stream(patterns, fits, patterns_path: Path, *, batch_frames: int | None = No
     from ..nexus.azint import PatternWriter
 
     bounds = _batch_bounds(patterns.chunks[0], batch_frames)
+    stored = []
+    if checkpoint is not None:
+        old_bounds, stored = checkpoint.resume()
+        if old_bounds and old_bounds[-1] == bounds[-1] and stored:
+            bounds = old_bounds  # the batches of the interrupted run (same chunks: same inputs)
+        else:
+            stored = []
+            checkpoint.begin(bounds)
     errors = patterns.coords.get("I_errors")
     err_values = np.empty(errors.shape, errors.dtype) if errors is not None else None
     bar = None
@@ -254,27 +266,42 @@ def stream(patterns, fits, patterns_path: Path, *, batch_frames: int | None = No
 
         bar = tqdm(total=bounds[-1], unit="frame", desc="integrate+fit")
     parts = []
-    with atomic_output(patterns_path) as tmp:
-        with h5py.File(tmp, "w") as fh:
-            fh.attrs["default"] = "entry"
-            writer = PatternWriter(patterns, fh, "entry", "NXentry")
-            for lo, hi in zip(bounds[:-1], bounds[1:]):
-                sl = slice(lo, hi)
-                todo = [patterns.data[sl], fits.isel(frame=sl)]
-                if errors is not None:
-                    todo.append(errors.data[sl])
-                done = _compute(todo, client)
-                writer.write(sl, done[0])
-                parts.append(done[1])
-                if errors is not None:
-                    err_values[sl] = done[2]
-                if bar is not None:
-                    bar.update(hi - lo)
-            if errors is not None:  # the errors computed with the patterns, not again
-                writer.patterns = patterns.assign_coords(I_errors=(errors.dims, err_values, errors.attrs))
-            writer.finish()
-    if bar is not None:
-        bar.close()
+    complete = 0
+    try:
+        with atomic_output(patterns_path) as tmp:
+            with h5py.File(tmp, "w") as fh:
+                fh.attrs["default"] = "entry"
+                writer = PatternWriter(patterns, fh, "entry", "NXentry")
+                for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+                    sl = slice(lo, hi)
+                    if i < len(stored):  # computed by an earlier, interrupted run
+                        done = stored[i]
+                    else:
+                        todo = [patterns.data[sl], fits.isel(frame=sl)]
+                        if errors is not None:
+                            todo.append(errors.data[sl])
+                        done = _compute(todo, client)
+                    writer.write(sl, done[0])
+                    parts.append(done[1])
+                    if errors is not None:
+                        err_values[sl] = done[2]
+                    if checkpoint is not None and i >= len(stored):
+                        checkpoint.store(i, tuple(done))
+                    complete = i + 1
+                    if bar is not None:
+                        bar.update(hi - lo)
+                if errors is not None:  # the errors computed with the patterns, not again
+                    writer.patterns = patterns.assign_coords(I_errors=(errors.dims, err_values, errors.attrs))
+                writer.finish()
+    except BaseException:
+        if checkpoint is not None and complete == 0:
+            checkpoint.clear()  # nothing worth resuming
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if checkpoint is not None:
+        checkpoint.clear()
     fitted = xr.concat(parts, dim="frame") if len(parts) > 1 else parts[0]
     fitted.attrs = dict(fits.attrs)
     return fitted
