@@ -108,7 +108,7 @@ def test_jobqueue_n_workers_counts_jobs():
                                          r"jobqueue\.jobs = 1"):
         ComputeConfig(n_workers=2, jobqueue=SLURM_SPEC)
     defaults = ComputeConfig(jobqueue=SLURM_SPEC).jobqueue
-    assert defaults["worker_timeout"] == 120 and defaults["max_resubmits"] == 3
+    assert defaults["worker_timeout"] == 120 and defaults["max_resubmits"] == 10
 
 
 def test_jobqueue_without_dask_jobqueue_names_the_key(monkeypatch):

@@ -40,7 +40,7 @@ JOBQUEUE_DEFAULTS = {
     "jobs": 1,  # batch jobs kept running (each holds ``processes`` worker processes)
     "worker_timeout": 120.0,  # s: all workers lost and none back -> the run fails
     "start_timeout": 600.0,  # s: no worker ever connected (jobs queued, or dying at start) -> fails
-    "max_resubmits": 3,  # jobs lost (walltime, preemption, scancel) submitted again, in all
+    "max_resubmits": 10,  # jobs lost (walltime, preemption, scancel) submitted again, in all
 }
 _CLASSES = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
             "htcondor": "HTCondorCluster", "moab": "MoabCluster", "oar": "OARCluster"}
