@@ -1,20 +1,26 @@
 """Automatic, headless calibration of the geometry from one calibrant image.
 
 Strategy (robust from a rough guess: distance within ~5-10 %, beam centre unknown or within
-~50 px), with pyFAI doing the ring extraction and the least-squares refinement:
+~50 px; the image may hold other phases' rings, e.g. a calibrant dusted on a sample), with
+pyFAI doing the ring extraction and the least-squares refinement:
 
 1. Beam centre: the radial profile of a powder image is sharpest when computed about the
-   ring centre. A coarse-to-fine grid search maximises the high-pass energy of the
-   radial profile (radial bins matched to the grid step), on a sub-sampled, clipped copy
-   of the image (masked and negative pixels left out).
-2. Distance: with that centre, the calibrant's 2theta values (fixed wavelength) predict
-   ring radii r_k = D tan(2theta_k); a 1D search over D maximises the radial profile at
-   the predicted radii. This assigns every ring to its reflection.
-3. pyFAI: ``SingleGeometry.extract_cp`` picks control points on the assigned rings
-   (bands of +-1/4 ring spacing around the predicted 2theta), ``GeometryRefinement.refine2``
+   ring centre (every phase's rings share it). A coarse-to-fine grid search maximises the
+   high-pass energy of the radial profile, on a sub-sampled, clipped copy of the image.
+2. Ring assignment (:mod:`xrdflow._rings`): with that centre, each distance hypothesis D
+   predicts the calibrant's ring radii r_k = D tan(2theta_k); it is scored by how many of
+   them have a peak in the radial profile (each ring counts once, however strong), then by
+   the rms offset, and refined by least squares on the rings found. Another phase's strong
+   rings cannot outweigh the calibrant's whole pattern; the profile peaks the calibrant does
+   not explain are kept as "foreign" rings. Too few rings found: RuntimeError.
+3. pyFAI: ``SingleGeometry.extract_cp`` picks control points on the assigned rings; points
+   nearer a foreign ring than their own are dropped; ``GeometryRefinement.refine2``
    refines distance and PONI with the rotations fixed, then all six parameters (the
-   wavelength fixed by default). Extraction and refinement are repeated with the
-   improved geometry and more rings.
+   wavelength fixed by default), with 4, 8 and then all rings.
+4. Quality: the rings predicted by the refined geometry are looked for again in the profile
+   computed with that geometry; rms, the fraction of rings found and how far the distance
+   and centre moved from the guess go into the result. An untrustworthy result warns
+   (:class:`CalibrationWarning`) and lists its ``problems``.
 """
 
 from __future__ import annotations
@@ -23,16 +29,30 @@ import contextlib
 import dataclasses
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from . import options
+from ._rings import ProfileSampler, assign_rings, find_center, nearer_own_ring, ring_presence
 from .geometry import Geometry
 from .units import HC_KEV_A
 
-__all__ = ["calibrate", "CalibrationResult"]
+__all__ = ["calibrate", "CalibrationResult", "CalibrationWarning"]
+
+#: A result is flagged untrustworthy above this rms residual (px) ...
+MAX_RMS_PX = 1.0
+#: ... or below this fraction of the predicted rings found in the refined geometry's profile.
+MIN_RINGS_FOUND = 0.75
+#: Ring assignment: fewer rings found than this fraction of the predicted ones (or than 3) is
+#: not the calibrant (RuntimeError).
+MIN_RINGS_ASSIGNED = 0.5
+
+
+class CalibrationWarning(UserWarning):
+    """:func:`calibrate` returned a geometry that fails a quality check (see ``problems``)."""
 
 _PARAMS = ("dist", "poni1", "poni2", "rot1", "rot2", "rot3", "wavelength")
 
@@ -58,6 +78,20 @@ class CalibrationResult:
     fixed : tuple of str
         Parameters held fixed.
     calibrant : str
+    rings_found, rings_predicted : int
+        Calibrant rings (within ``d_min``/``max_rings``) the refined geometry predicts on the
+        detector, and how many of them have a peak in the profile computed with it.
+    peaks_explained : float
+        Fraction of that profile's significant peaks on a calibrant ring (below 1 when the
+        sample has rings of its own: informative, not a quality criterion).
+    distance_shift : float
+        Refined sample-detector distance relative to the guess, minus 1.
+    center_shift_px : float
+        Distance (px) of the refined beam centre from the guess (NaN without a guess).
+    problems : tuple of str
+        Failed quality checks (rms above :data:`MAX_RMS_PX`, fewer than
+        :data:`MIN_RINGS_FOUND` of the rings found, distance or centre moved beyond the
+        search range, ambiguous ring assignment); empty when trustworthy.
     """
 
     geometry: Geometry
@@ -69,6 +103,22 @@ class CalibrationResult:
     initial: Geometry = dataclasses.field(repr=False)
     fixed: tuple = ()
     calibrant: str = ""
+    rings_found: int = 0
+    rings_predicted: int = 0
+    peaks_explained: float = float("nan")
+    distance_shift: float = float("nan")
+    center_shift_px: float = float("nan")
+    problems: tuple = ()
+
+    @property
+    def trusted(self) -> bool:
+        """True when every quality check passed (``problems`` empty)."""
+        return not self.problems
+
+    @property
+    def ring_fraction(self) -> float:
+        """Fraction of the predicted rings found (``rings_found / rings_predicted``)."""
+        return self.rings_found / self.rings_predicted if self.rings_predicted else float("nan")
 
     def report(self) -> str:
         """Plain-text report (geometry, Fit2D view, residual, rings)."""
@@ -82,6 +132,11 @@ class CalibrationResult:
             f"  Fit2D: directDist {f2d['directDist']:.4f} mm, centre x {f2d['centerX']:.3f} y {f2d['centerY']:.3f} px, "
             f"tilt {f2d['tilt']:.4f} deg, tiltPlanRotation {f2d['tiltPlanRotation']:.3f} deg",
             f"  rms residual  {self.rms_px:.4f} px over {self.n_points} points on {self.n_rings} rings",
+            f"  rings found   {self.rings_found} of {self.rings_predicted} predicted; "
+            f"{self.peaks_explained:.0%} of the profile's peaks on calibrant rings",
+            f"  moved         distance {self.distance_shift:+.2%} from the guess, centre "
+            f"{self.center_shift_px:.2f} px",
+            f"  quality       {'ok' if self.trusted else 'NOT TRUSTWORTHY: ' + '; '.join(self.problems)}",
             f"  fixed         {', '.join(self.fixed) or 'none'}",
             "  rings (index, d [A], 2theta [deg], points):",
         ]
@@ -97,6 +152,12 @@ class CalibrationResult:
             "rings": [list(r) for r in self.rings],
             "fixed": list(self.fixed),
             "calibrant": self.calibrant,
+            "rings_found": self.rings_found,
+            "rings_predicted": self.rings_predicted,
+            "peaks_explained": self.peaks_explained,
+            "distance_shift": self.distance_shift,
+            "center_shift_px": self.center_shift_px,
+            "problems": list(self.problems),
         }
 
 
@@ -193,102 +254,7 @@ def _make_detector(detector, shape):
     return det
 
 
-# --------------------------------------------------------------------------- search
-class _ProfileSampler:
-    """Sub-sampled pixels of the image for fast radial profiles about trial centres."""
-
-    def __init__(self, img: np.ndarray, valid: np.ndarray, target: int = 300_000):
-        ny, nx = img.shape
-        step = max(1, int(np.sqrt(ny * nx / target)))
-        rows = np.arange(0, ny, step)
-        cols = np.arange(0, nx, step)
-        sub = img[np.ix_(rows, cols)].astype(np.float64)
-        ok = valid[np.ix_(rows, cols)]
-        vals = sub[ok]
-        lo, hi = np.percentile(vals, [1.0, 99.9]) if vals.size else (0, 1)
-        vals = np.clip(vals, lo, hi)
-        yy, xx = np.meshgrid(rows + 0.5, cols + 0.5, indexing="ij")
-        self.y = yy[ok]
-        self.x = xx[ok]
-        self.w = vals - vals.mean()
-        self.shape = img.shape
-
-    def profile(self, cy: float, cx: float, bin_px: float):
-        r = np.hypot(self.y - cy, self.x - cx) / bin_px
-        idx = r.astype(np.int64)
-        cnt = np.bincount(idx)
-        tot = np.bincount(idx, weights=self.w)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            prof = tot / cnt
-        return prof, cnt
-
-    def sharpness(self, cy: float, cx: float, bin_px: float) -> float:
-        prof, cnt = self.profile(cy, cx, bin_px)
-        good = cnt >= 5
-        prof = np.where(good, prof, 0.0)
-        win = 9
-        kernel = np.ones(win) / win
-        smooth = np.convolve(prof, kernel, mode="same")
-        norm = np.convolve(good.astype(float), kernel, mode="same")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            hp = np.where(good & (norm > 0), prof - smooth / np.maximum(norm, 1e-12), 0.0)
-        return float(np.sum(cnt * hp**2) / max(1, cnt[good].sum()))
-
-
-def _find_center(sampler: _ProfileSampler, guess_yx, search_px: float):
-    ny, nx = sampler.shape
-    if guess_yx is None:
-        cy0, cx0 = ny / 2.0, nx / 2.0
-        half = 0.5 * max(ny, nx)
-    else:
-        cy0, cx0 = guess_yx
-        half = float(search_px)
-    n = 21
-    while True:
-        step = 2 * half / (n - 1)
-        bin_px = max(0.5, step / 2)
-        best = (-np.inf, cy0, cx0)
-        for cy in cy0 + np.linspace(-half, half, n):
-            for cx in cx0 + np.linspace(-half, half, n):
-                s = sampler.sharpness(cy, cx, bin_px)
-                if s > best[0]:
-                    best = (s, cy, cx)
-        _, cy0, cx0 = best
-        if step <= 0.3:
-            return cy0, cx0
-        half = 2 * step
-        n = 9
-
-
-def _find_distance(sampler, cy, cx, tth_rad, pixel: float, dist_guess_m: float, rel: float):
-    prof, cnt = sampler.profile(cy, cx, 0.5)
-    good = cnt >= 5
-    prof = np.where(good, prof, 0.0)
-    kernel = np.ones(41) / 41
-    smooth = np.convolve(prof, kernel, mode="same") / np.maximum(
-        np.convolve(good.astype(float), kernel, mode="same"), 1e-12)
-    hp = np.where(good, prof - smooth, 0.0)
-    hp = hp / (hp.std() + 1e-12)
-    rmax = len(prof) * 0.5
-    radii_px = np.arange(len(prof)) * 0.5 + 0.25
-    tan = np.tan(tth_rad)
-    # step: the outermost usable ring moves by <= 0.25 px
-    r_out = min(rmax, dist_guess_m * (1 + rel) * tan.max() / pixel)
-    nstep = int(np.clip(2 * rel * r_out / 0.25, 200, 20000))
-    best = (-np.inf, dist_guess_m)
-    for dist in np.linspace(dist_guess_m * (1 - rel), dist_guess_m * (1 + rel), nstep):
-        r = dist * tan / pixel
-        inside = r < rmax - 2
-        inside &= np.interp(r, radii_px, good.astype(float)) > 0.5
-        if inside.sum() < 2:
-            continue
-        vals = np.interp(r[inside], radii_px, hp)
-        score = vals.sum() / np.sqrt(inside.sum())
-        if score > best[0]:
-            best = (score, dist)
-    return best[1]
-
-
+# --------------------------------------------------------------------------- quality
 def _rms_px(gr, data: np.ndarray, tth_rings: np.ndarray, pixel: float) -> float:
     if len(data) == 0:
         return float("nan")
@@ -371,6 +337,23 @@ def calibrate(
     Returns
     -------
     CalibrationResult
+        With its quality figures (``rms_px``, ``rings_found`` of ``rings_predicted``,
+        ``distance_shift``, ``center_shift_px``) and ``problems``.
+
+    Raises
+    ------
+    RuntimeError
+        The calibrant's rings are not in the image within the search range (fewer than 3,
+        or than half, of the predicted rings have a peak in the radial profile for every
+        distance hypothesis), or too few control points were found on them.
+
+    Warns
+    -----
+    CalibrationWarning
+        The refined geometry fails a quality check: rms above 1 px, fewer than 3/4 of the
+        predicted rings found, distance moved beyond ``distance_tolerance`` or centre beyond
+        ``center_search_px`` from the guess, or a second ring assignment as good as the
+        chosen one. ``result.problems`` lists them; check the figure before using it.
 
     Examples
     --------
@@ -396,17 +379,27 @@ def calibrate(
     tth_all = 2 * np.arcsin(wavelength_m * 1e10 / (2 * d_all))
     pixel = float(np.sqrt(det.pixel1 * det.pixel2))
 
-    # 1. beam centre, 2. distance (rotations zero): this assigns every ring
-    ai = _initial_geometry(img, masked, det, wavelength_m, tth_all, pixel, beam_center_px=beam_center_px,
-                           center_search_px=center_search_px, distance_mm=distance_mm,
-                           distance_tolerance=distance_tolerance)
+    # 1. beam centre, 2. ring assignment (distance, rotations zero)
+    sampler = ProfileSampler(img, ~masked)
+    guess = None if beam_center_px is None else (float(beam_center_px[1]), float(beam_center_px[0]))
+    ai, assignment = _initial_geometry(sampler, det, wavelength_m, tth_all, pixel, guess_yx=guess,
+                                       center_search_px=center_search_px, distance_mm=distance_mm,
+                                       distance_tolerance=distance_tolerance, calibrant=cal_name)
     initial = Geometry.from_pyfai(ai, orientation=orientation)
-    # 3. pyFAI control points + refinement, repeated with more rings
-    gr, data = _refine(img, cal, det, ai, wavelength_m, tth_all, pixel, fix=fix,
-                       stages=_ring_stages(ai, img.shape, tth_all, max_rings),
-                       pts_per_deg=pts_per_deg, seed=seed)
+    # 3. pyFAI control points + refinement in stages (4, 8, all rings)
+    stages = _ring_stages(ai, img.shape, tth_all, max_rings)
+    foreign_tth = np.arctan(assignment.foreign_px * pixel / assignment.distance_m)
+    gr, data = _refine(img, cal, det, ai, wavelength_m, tth_all, pixel, fix=fix, stages=stages,
+                       pts_per_deg=pts_per_deg, seed=seed, foreign_tth=foreign_tth)
+    # 4. quality of the refined geometry
+    quality = _quality(gr, sampler, tth_all[:stages[-1]], pixel, guess_yx=guess, distance_mm=distance_mm,
+                       distance_tolerance=distance_tolerance, center_search_px=center_search_px,
+                       assignment=assignment)
     result = _result(gr, data, initial, d_all, tth_all, pixel, orientation=orientation, fix=fix,
-                     calibrant=cal_name)
+                     calibrant=cal_name, quality=quality)
+    if result.problems:
+        warnings.warn(f"calibrate: the {cal_name} calibration is not trustworthy: "
+                      f"{'; '.join(result.problems)}", CalibrationWarning, stacklevel=2)
     _write_outputs(result, img, orientation=orientation, poni=poni, report=report, figure=figure)
     return result
 
@@ -461,18 +454,23 @@ def _prepare_image(image, detector, mask, *, mask_negative: bool, orientation: s
     return img, det, masked
 
 
-def _initial_geometry(img, masked, det, wavelength_m: float, tth_all, pixel: float, *, beam_center_px,
-                      center_search_px: float, distance_mm: float, distance_tolerance: float):
-    """pyFAI integrator at the searched beam centre and distance, rotations zero."""
+def _initial_geometry(sampler, det, wavelength_m: float, tth_all, pixel: float, *, guess_yx,
+                      center_search_px: float, distance_mm: float, distance_tolerance: float, calibrant: str):
+    """pyFAI integrator at the searched beam centre and assigned distance (rotations zero),
+    and the ring assignment; RuntimeError when the calibrant's rings are not found."""
     from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
-    sampler = _ProfileSampler(img, ~masked)
-    guess = None if beam_center_px is None else (float(beam_center_px[1]), float(beam_center_px[0]))
-    cy, cx = _find_center(sampler, guess, center_search_px)
-    dist0 = _find_distance(sampler, cy, cx, tth_all, pixel, distance_mm * 1e-3, distance_tolerance)
+    cy, cx = find_center(sampler, guess_yx, center_search_px)
+    asg = assign_rings(sampler, cy, cx, tth_all, pixel, distance_mm * 1e-3, distance_tolerance)
+    if asg.n_found < max(3, MIN_RINGS_ASSIGNED * asg.n_predicted):
+        raise RuntimeError(
+            f"calibrate: the {calibrant} rings were not found: at best {asg.n_found} of the "
+            f"{asg.n_predicted} predicted rings have a peak in the radial profile (distance "
+            f"{distance_mm:g} mm +-{distance_tolerance:.0%}, centre found at x {cx:.1f}, y {cy:.1f} px); "
+            "check the calibrant, the energy, distance_mm, detector, beam_center_px and d_min")
     ai = AzimuthalIntegrator(detector=det, wavelength=wavelength_m)
-    ai.setFit2D(dist0 * 1e3, cx, cy, tilt=0.0, tiltPlanRotation=0.0)
-    return ai
+    ai.setFit2D(asg.distance_m * 1e3, cx, cy, tilt=0.0, tiltPlanRotation=0.0)
+    return ai, asg
 
 
 def _ring_stages(ai, shape, tth_all, max_rings: int | None) -> list[int]:
@@ -486,9 +484,10 @@ def _ring_stages(ai, shape, tth_all, max_rings: int | None) -> list[int]:
 
 
 def _refine(img, cal, det, ai, wavelength_m: float, tth_all, pixel: float, *, fix, stages, pts_per_deg,
-            seed: int):
-    """pyFAI control points on the assigned rings and least-squares refinement, once per stage;
-    returns pyFAI's GeometryRefinement and the control points (row, column, ring) kept."""
+            seed: int, foreign_tth=()):
+    """pyFAI control points on the assigned rings and least-squares refinement, once per stage
+    (points nearer a ``foreign_tth`` ring than their own dropped first); returns pyFAI's
+    GeometryRefinement and the control points (row, column, ring) kept."""
     from pyFAI.goniometer import SingleGeometry
 
     geometry_cfg = ai.get_config()
@@ -501,6 +500,7 @@ def _refine(img, cal, det, ai, wavelength_m: float, tth_all, pixel: float, *, fi
         with _seeded_global_rng(seed + stage):  # pyFAI's massif shuffles with numpy.random
             cp = sg.extract_cp(max_rings=nrings, pts_per_deg=pts_per_deg)
         data = np.asarray(cp.getList(), dtype=np.float64).reshape(-1, 3)
+        data = _off_foreign_rings(sg.geometry_refinement, data, tth_all, foreign_tth)
         if len(data) < 6:
             raise RuntimeError(
                 f"calibrate: only {len(data)} control points found on {nrings} rings; check "
@@ -512,6 +512,15 @@ def _refine(img, cal, det, ai, wavelength_m: float, tth_all, pixel: float, *, fi
                              final=stage == len(stages) - 1)
         geometry_cfg = gr.get_config()
     return gr, data
+
+
+def _off_foreign_rings(geom, data, tth_all, foreign_tth):
+    """Control points not nearer a foreign ring than their own (in ``geom``): pyFAI's
+    extraction band can reach another phase's (often stronger) ring."""
+    if len(data) == 0:
+        return data
+    tth = geom.tth(data[:, 0], data[:, 1])
+    return data[nearer_own_ring(tth, tth_all[data[:, 2].astype(int)], foreign_tth)]
 
 
 def _refine_stage(gr, data, tth_all, pixel: float, *, fix, first: bool, final: bool):
@@ -533,17 +542,48 @@ def _refine_stage(gr, data, tth_all, pixel: float, *, fix, first: bool, final: b
     return data
 
 
+def _quality(gr, sampler, tth_rings, pixel: float, *, guess_yx, distance_mm: float, distance_tolerance: float,
+             center_search_px: float, assignment) -> dict[str, Any]:
+    """Quality figures of the refined geometry: the rings it predicts looked for in the profile
+    computed with it (equivalent radius D tan 2theta per sampled pixel), the shifts from the
+    guess, and the problems found (rms is checked in :func:`_result`)."""
+    tth = gr.tth(sampler.y - 0.5, sampler.x - 0.5)  # sampled pixel centres as pyFAI indices
+    on, found, explained = ring_presence(sampler, gr.dist * np.tan(tth) / pixel,
+                                         gr.dist * np.tan(tth_rings) / pixel)
+    f2d = gr.getFit2D()
+    shift = f2d["directDist"] / distance_mm - 1
+    moved = float("nan") if guess_yx is None else float(np.hypot(f2d["centerY"] - guess_yx[0],
+                                                                 f2d["centerX"] - guess_yx[1]))
+    problems = []
+    n_on, n_found = int(on.sum()), int(found.sum())
+    if n_found < MIN_RINGS_FOUND * n_on:
+        problems.append(f"only {n_found} of the {n_on} predicted rings found")
+    if abs(shift) > distance_tolerance:
+        problems.append(f"distance moved {shift:+.1%} from the guess (tolerance {distance_tolerance:.0%})")
+    if moved > center_search_px:
+        problems.append(f"centre moved {moved:.1f} px from the guess (search {center_search_px:g} px)")
+    if assignment.runner_up_found >= assignment.n_found:
+        problems.append(f"ambiguous ring assignment (another distance also finds {assignment.n_found} rings)")
+    return dict(rings_found=n_found, rings_predicted=n_on, peaks_explained=explained, distance_shift=float(shift),
+                center_shift_px=moved, problems=problems)
+
+
 def _result(gr, data, initial: Geometry, d_all, tth_all, pixel: float, *, orientation: str, fix,
-            calibrant: str) -> CalibrationResult:
+            calibrant: str, quality: dict[str, Any]) -> CalibrationResult:
     geom = Geometry.from_pyfai(gr, orientation=orientation)
     geom = geom.replace(detector_config=initial.detector_config)
     ring_idx, counts = np.unique(data[:, 2].astype(int), return_counts=True)
     rings = tuple((int(i), float(d_all[i]), float(np.degrees(tth_all[i])), int(c))
                   for i, c in zip(ring_idx, counts))
+    rms = _rms_px(gr, data, tth_all, pixel)
+    quality = dict(quality)
+    problems = list(quality.pop("problems"))
+    if not rms <= MAX_RMS_PX:
+        problems.insert(0, f"rms residual {rms:.2f} px (> {MAX_RMS_PX:g} px)")
     return CalibrationResult(
-        geometry=geom, rms_px=_rms_px(gr, data, tth_all, pixel), n_rings=len(ring_idx),
-        n_points=len(data), rings=rings, control_points=data, initial=initial, fixed=fix,
-        calibrant=calibrant,
+        geometry=geom, rms_px=rms, n_rings=len(ring_idx), n_points=len(data), rings=rings,
+        control_points=data, initial=initial, fixed=fix, calibrant=calibrant, problems=tuple(problems),
+        **quality,
     )
 
 
