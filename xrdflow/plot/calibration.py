@@ -21,7 +21,8 @@ def calibration_figure(image, result, *, max_rings: int | None = None, figsize=(
         ``"flipud"``, so rings and image are drawn in the geometry's orientation).
     result : CalibrationResult
         Output of :func:`xrdflow.calibrate` (its ``geometry``, ``rings``, ``control_points``,
-        ``rms_px``, ``n_rings`` and ``calibrant`` are drawn).
+        ``rms_px``, ``n_rings`` and ``calibrant`` are drawn; ``rings_found`` of
+        ``rings_predicted`` and the ``problems`` too when it has them).
     max_rings : int, optional
         Draw at most this many expected rings (default: all rings used plus the next ones
         on the detector).
@@ -71,7 +72,11 @@ def calibration_figure(image, result, *, max_rings: int | None = None, figsize=(
     ax.set_ylim(img.shape[0] - 0.5, -0.5)
     ax.set_xlabel("x (pixel)")
     ax.set_ylabel("y (pixel)" + (" (flipped up-down)" if geom.orientation == "flipud" else ""))
-    ax.set_title(f"{result.calibrant}: {geom.dist * 1e3:.3f} mm, rms {result.rms_px:.3f} px, "
-                 f"{result.n_rings} rings", fontsize=10)
+    title = f"{result.calibrant}: {geom.dist * 1e3:.3f} mm, rms {result.rms_px:.3f} px, {result.n_rings} rings"
+    if getattr(result, "rings_predicted", 0):
+        title += f" ({result.rings_found} of {result.rings_predicted} predicted found)"
+    if getattr(result, "problems", ()):
+        title += "\nNOT TRUSTWORTHY: " + "; ".join(result.problems)
+    ax.set_title(title, fontsize=10, color="tab:red" if getattr(result, "problems", ()) else "black")
     ax.legend(loc="upper right", fontsize=8)
     return fig
