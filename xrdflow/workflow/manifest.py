@@ -74,73 +74,90 @@ class BatchCheckpoint:
     again at the first batch not stored.
 
     The manifest records, under ``"<stage>:batches"``, the stage's fingerprint, the batch
-    bounds and how many batches are complete; each complete batch's in-memory results
-    (the fits, the pattern errors) are kept in ``folder`` (one file per batch, written
-    whole), next to the partial output file that holds its patterns.
+    bounds and how many batches are complete; each complete batch's arrays (its patterns,
+    their errors, its fits) are kept in ``folder``, one ``.npz`` per batch written whole
+    (plain arrays: nothing is unpickled when they are read back).
 
-    >>> import tempfile
+    >>> import tempfile, numpy as np
     >>> root = Path(tempfile.mkdtemp())
     >>> cp = BatchCheckpoint(Manifest(root / MANIFEST_NAME), "reduce", "abc", root / "batches")
     >>> cp.resume()
     (None, [])
-    >>> cp.begin([0, 2, 4]); cp.store(0, {"fits": 1})
-    >>> BatchCheckpoint(Manifest(root / MANIFEST_NAME), "reduce", "abc", root / "batches").resume()
-    ([0, 2, 4], [{'fits': 1}])
+    >>> cp.begin([0, 2, 4]); cp.store(0, {"fits": np.arange(3)})
+    >>> bounds, stored = BatchCheckpoint(Manifest(root / MANIFEST_NAME), "reduce", "abc", root / "batches").resume()
+    >>> bounds, stored[0]["fits"]
+    ([0, 2, 4], array([0, 1, 2]))
     >>> BatchCheckpoint(Manifest(root / MANIFEST_NAME), "reduce", "other", root / "batches").resume()
     (None, [])
+    >>> cp.clear(); (root / "batches").exists(), (root / MANIFEST_NAME).exists()
+    (False, False)
     """
 
     def __init__(self, manifest: Manifest, stage: str, fingerprint: str, folder: str | Path):
         self.manifest, self.key, self.fingerprint = manifest, f"{stage}:batches", fingerprint
         self.folder = Path(folder)
+        self._bounds: list[int] | None = None
 
     def _entry(self) -> dict:
         entry = self.manifest.stages.get(self.key)
         return entry if isinstance(entry, dict) and entry.get("fingerprint") == self.fingerprint else {}
 
-    def resume(self) -> tuple[list[int] | None, list[Any]]:
-        """``(bounds, results of the complete batches)`` of an earlier run with the same
+    def resume(self) -> tuple[list[int] | None, list[dict[str, Any]]]:
+        """``(bounds, arrays of each complete batch)`` of an earlier run with the same
         fingerprint, or ``(None, [])``."""
-        import pickle
+        import numpy as np
 
         entry = self._entry()
         bounds, done = entry.get("bounds"), int(entry.get("done", 0))
         if not bounds:
             return None, []
-        results = []
+        stored = []
         for i in range(done):
             try:
-                results.append(pickle.loads(self._file(i).read_bytes()))
-            except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
-                break
-        return list(bounds), results
+                with np.load(self._file(i), allow_pickle=False) as npz:
+                    stored.append({k: npz[k] for k in npz.files})
+            except (OSError, ValueError, EOFError, KeyError):
+                break  # a batch file lost or cut: that batch and the next ones are computed again
+        self._bounds = list(bounds)
+        return list(bounds), stored
 
     def begin(self, bounds: list[int]) -> None:
-        """A new series of batches (none complete)."""
-        self._record({"fingerprint": self.fingerprint, "bounds": [int(b) for b in bounds], "done": 0})
+        """A new series of batches, none complete (recorded with the first one stored)."""
+        self._bounds = [int(b) for b in bounds]
 
-    def store(self, index: int, result: Any) -> None:
-        """Batch ``index`` is complete (its output already flushed): keep ``result``."""
-        import pickle
+    def store(self, index: int, arrays: dict[str, Any]) -> None:
+        """Batch ``index`` is complete: keep its ``arrays`` (numbers and strings only)."""
+        import numpy as np
 
         from ..nexus import atomic_output
 
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        for key, value in arrays.items():
+            if value.dtype.hasobject:  # would need pickle to read back
+                raise ValueError(f"{key}: Python objects cannot be kept in a checkpoint")
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_output(self._file(index), lock=False) as tmp:
-            tmp.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-        self._record({**self._entry(), "done": index + 1})
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+        self._record({"fingerprint": self.fingerprint, "bounds": self._bounds, "done": index + 1})
 
     def clear(self) -> None:
         """Forget the batches (the stage finished, or has nothing worth resuming)."""
+        import contextlib
         import shutil
 
         shutil.rmtree(self.folder, ignore_errors=True)
         if self.key in self.manifest.stages:
             del self.manifest.stages[self.key]
-            self._record(None)
+            if self.manifest.stages:
+                with contextlib.suppress(OSError):  # a stale entry only costs the batches again
+                    self._record(None)
+            else:  # the manifest held nothing else: as if never written
+                with contextlib.suppress(FileNotFoundError):
+                    self.manifest.path.unlink()
 
     def _file(self, index: int) -> Path:
-        return self.folder / f"batch-{index:05d}.pickle"
+        return self.folder / f"batch-{index:05d}.npz"
 
     def _record(self, entry: dict | None) -> None:
         from .. import __version__

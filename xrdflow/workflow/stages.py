@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 
 from .config import ConfigError, RunConfig, compute_config
 from .manifest import BATCHES_NAME, MANIFEST_NAME, BatchCheckpoint, Manifest, fingerprint
+
+log = logging.getLogger("xrdflow.workflow")
 
 __all__ = ["Run", "ingest_stage", "geometry_stage", "reduce_stage", "figures_stage", "stream",
            "build_patterns", "build_fits", "peaks_spec"]
@@ -267,6 +270,7 @@ def stream(patterns, fits, patterns_path: Path, *, batch_frames: int | None = No
         bar = tqdm(total=bounds[-1], unit="frame", desc="integrate+fit")
     parts = []
     complete = 0
+    lazy = _lazy_names(fits)
     try:
         with atomic_output(patterns_path) as tmp:
             with h5py.File(tmp, "w") as fh:
@@ -275,7 +279,7 @@ def stream(patterns, fits, patterns_path: Path, *, batch_frames: int | None = No
                 for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
                     sl = slice(lo, hi)
                     if i < len(stored):  # computed by an earlier, interrupted run
-                        done = stored[i]
+                        done = _from_arrays(stored[i], fits.isel(frame=sl), errors is not None)
                     else:
                         todo = [patterns.data[sl], fits.isel(frame=sl)]
                         if errors is not None:
@@ -286,16 +290,23 @@ def stream(patterns, fits, patterns_path: Path, *, batch_frames: int | None = No
                     if errors is not None:
                         err_values[sl] = done[2]
                     if checkpoint is not None and i >= len(stored):
-                        checkpoint.store(i, tuple(done))
+                        try:
+                            checkpoint.store(i, _to_arrays(done, lazy))
+                        except ValueError as exc:  # not storable as plain arrays: no resume
+                            log.warning("integrate+fit: batches not kept for a resume (%s)", exc)
+                            checkpoint.clear()
+                            checkpoint = None
                     complete = i + 1
                     if bar is not None:
                         bar.update(hi - lo)
                 if errors is not None:  # the errors computed with the patterns, not again
                     writer.patterns = patterns.assign_coords(I_errors=(errors.dims, err_values, errors.attrs))
                 writer.finish()
-    except BaseException:
-        if checkpoint is not None and complete == 0:
-            checkpoint.clear()  # nothing worth resuming
+    except BaseException as exc:
+        from ..nexus import disk_full_errno
+
+        if checkpoint is not None and (complete == 0 or disk_full_errno(exc)):
+            checkpoint.clear()  # nothing worth resuming, or no room to keep it
         raise
     finally:
         if bar is not None:
@@ -305,6 +316,48 @@ def stream(patterns, fits, patterns_path: Path, *, batch_frames: int | None = No
     fitted = xr.concat(parts, dim="frame") if len(parts) > 1 else parts[0]
     fitted.attrs = dict(fits.attrs)
     return fitted
+
+
+def _lazy_names(fits) -> list[str]:
+    """The fits' variables dask computes (the others are the same numbers before and after)."""
+    import dask.array as da
+
+    return [str(name) for name, var in fits.variables.items() if isinstance(var.data, da.Array)]
+
+
+def _to_arrays(done, names: list[str]) -> dict[str, Any]:
+    """A computed batch ``(patterns, fits[, errors])`` as plain arrays for a checkpoint: the
+    patterns, the errors, and the fits' variables ``names`` (those dask computed)."""
+    arrays = {"patterns": np.asarray(done[0])}
+    if len(done) > 2:
+        arrays["errors"] = np.asarray(done[2])
+    for i, name in enumerate(names):
+        values = np.asarray(done[1][name].values)
+        if values.dtype == object:  # labels: kept as fixed-width strings, read back as str objects
+            if not all(isinstance(v, str) for v in values.flat):
+                raise ValueError(f"{name}: values that are neither numbers nor strings")
+            values = values.astype(str)
+            arrays[f"object{i}"] = np.array(True)
+        arrays[f"var{i}"] = values
+        arrays[f"name{i}"] = np.array(name)
+    return arrays
+
+
+def _from_arrays(arrays: dict[str, Any], template, with_errors: bool):
+    """A batch back from :func:`_to_arrays`: the lazy fits ``template`` filled in."""
+    fits = template.copy()
+    names = {str(arrays[k]): arrays[f"var{k[4:]}"].astype(object) if f"object{k[4:]}" in arrays
+             else arrays[f"var{k[4:]}"] for k in arrays if k.startswith("name")}
+    for name in _lazy_names(template):
+        var = fits[name].variable.copy(data=names[name])
+        if name in fits.coords:
+            fits = fits.assign_coords({name: var})
+        else:
+            fits[name] = var
+    done = [arrays["patterns"], fits]
+    if with_errors:
+        done.append(arrays["errors"])
+    return tuple(done)
 
 
 def _compute(todo, client):
