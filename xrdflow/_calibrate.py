@@ -12,7 +12,8 @@ pyFAI doing the ring extraction and the least-squares refinement:
    them have a peak in the radial profile (each ring counts once, however strong), then by
    the rms offset, and refined by least squares on the rings found. Another phase's strong
    rings cannot outweigh the calibrant's whole pattern; the profile peaks the calibrant does
-   not explain are kept as "foreign" rings. Too few rings found: RuntimeError.
+   not explain are kept as "foreign" rings. Too few rings found: RuntimeError. A runner-up
+   hypothesis that finds as many rings is carried through steps 3-4 too; the better wins.
 3. pyFAI: ``SingleGeometry.extract_cp`` picks control points on the assigned rings; points
    nearer a foreign ring than their own are dropped; ``GeometryRefinement.refine2``
    refines distance and PONI with the rotations fixed, then all six parameters (the
@@ -260,8 +261,8 @@ def calibrate(
     CalibrationWarning
         The refined geometry fails a quality check: rms above 1 px, fewer than 3/4 of the
         predicted rings found, distance moved beyond ``distance_tolerance`` or centre beyond
-        ``center_search_px`` from the guess, or a second ring assignment as good as the
-        chosen one. ``result.problems`` lists them; check the figure before using it.
+        ``center_search_px`` from the guess, or two different geometries fitting as well
+        (a runner-up distance hypothesis finding as many rings is refined too). ``result.problems`` lists them; check the figure before using it.
 
     Examples
     --------
@@ -287,29 +288,62 @@ def calibrate(
     tth_all = 2 * np.arcsin(wavelength_m * 1e10 / (2 * d_all))
     pixel = float(np.sqrt(det.pixel1 * det.pixel2))
 
-    # 1. beam centre, 2. ring assignment (distance, rotations zero)
+    # 1. beam centre, 2. ring assignment (distance, rotations zero): the best hypothesis, and
+    # a runner-up that finds as many rings; 3. each refined, 4. the better quality kept
     sampler = ProfileSampler(img, ~masked)
     guess = None if beam_center_px is None else (float(beam_center_px[1]), float(beam_center_px[0]))
-    ai, assignment = _initial_geometry(sampler, det, wavelength_m, tth_all, pixel, guess_yx=guess,
-                                       center_search_px=center_search_px, distance_mm=distance_mm,
-                                       distance_tolerance=distance_tolerance, calibrant=cal_name)
-    initial = Geometry.from_pyfai(ai, orientation=orientation)
-    # 3. pyFAI control points + refinement in stages (4, 8, all rings)
-    stages = _ring_stages(ai, img.shape, tth_all, max_rings)
-    foreign_tth = np.arctan(assignment.foreign_px * pixel / assignment.distance_m)
-    gr, data = _refine(img, cal, det, ai, wavelength_m, tth_all, pixel, fix=fix, stages=stages,
-                       pts_per_deg=pts_per_deg, seed=seed, foreign_tth=foreign_tth)
-    # 4. quality of the refined geometry
-    quality = _quality(gr, sampler, tth_all[:stages[-1]], pixel, guess_yx=guess, distance_mm=distance_mm,
-                       distance_tolerance=distance_tolerance, center_search_px=center_search_px,
-                       assignment=assignment)
-    result = _result(gr, data, initial, d_all, tth_all, pixel, orientation=orientation, fix=fix,
-                     calibrant=cal_name, quality=quality)
+    candidates = _initial_geometries(sampler, det, wavelength_m, tth_all, pixel, guess_yx=guess,
+                                     center_search_px=center_search_px, distance_mm=distance_mm,
+                                     distance_tolerance=distance_tolerance, calibrant=cal_name)
+    results, errors = [], []
+    for ai, assignment in candidates:
+        try:
+            results.append(_calibrate_from(
+                img, cal, det, ai, assignment, sampler, d_all, tth_all, pixel, wavelength_m, guess_yx=guess,
+                orientation=orientation, fix=fix, max_rings=max_rings, pts_per_deg=pts_per_deg, seed=seed,
+                calibrant=cal_name, distance_mm=distance_mm, distance_tolerance=distance_tolerance,
+                center_search_px=center_search_px))
+        except RuntimeError as exc:  # too few control points on this hypothesis' rings
+            errors.append(exc)
+    if not results:
+        raise errors[0]
+    result = _choose(results)
     if result.problems:
         warnings.warn(f"calibrate: the {cal_name} calibration is not trustworthy: "
                       f"{'; '.join(result.problems)}", CalibrationWarning, stacklevel=2)
     _write_outputs(result, img, orientation=orientation, poni=poni, report=report, figure=figure)
     return result
+
+
+def _calibrate_from(img, cal, det, ai, assignment, sampler, d_all, tth_all, pixel: float, wavelength_m: float, *,
+                    guess_yx, orientation: str, fix, max_rings, pts_per_deg: float, seed: int, calibrant: str,
+                    distance_mm: float, distance_tolerance: float, center_search_px: float) -> CalibrationResult:
+    """Steps 3 and 4 from one ring assignment: pyFAI refinement in stages (4, 8, all rings),
+    control points on foreign rings left out, then the quality of the refined geometry."""
+    initial = Geometry.from_pyfai(ai, orientation=orientation)
+    stages = _ring_stages(ai, img.shape, tth_all, max_rings)
+    foreign_tth = np.arctan(assignment.foreign_px * pixel / assignment.distance_m)
+    gr, data = _refine(img, cal, det, ai, wavelength_m, tth_all, pixel, fix=fix, stages=stages,
+                       pts_per_deg=pts_per_deg, seed=seed, foreign_tth=foreign_tth)
+    quality = _quality(gr, sampler, tth_all[:stages[-1]], pixel, guess_yx=guess_yx, distance_mm=distance_mm,
+                       distance_tolerance=distance_tolerance, center_search_px=center_search_px)
+    return _result(gr, data, initial, d_all, tth_all, pixel, orientation=orientation, fix=fix,
+                   calibrant=calibrant, quality=quality)
+
+
+def _choose(results: list[CalibrationResult]) -> CalibrationResult:
+    """The result with the most predicted rings found, then the smallest rms; flagged ambiguous
+    when another, different geometry is as good."""
+    ranked = sorted(results, key=lambda r: (-r.ring_fraction, not r.trusted, r.rms_px))
+    best = ranked[0]
+    rivals = [r for r in ranked[1:] if r.trusted and r.rings_found >= best.rings_found
+              and abs(r.geometry.dist / best.geometry.dist - 1) > 1e-3]
+    if rivals:
+        problems = best.problems + (
+            f"ambiguous ring assignment (distances {best.geometry.dist * 1e3:.2f} and "
+            f"{rivals[0].geometry.dist * 1e3:.2f} mm both find {best.rings_found} rings)",)
+        best = dataclasses.replace(best, problems=problems)
+    return best
 
 
 # --------------------------------------------------------------------------- stages
@@ -362,10 +396,11 @@ def _prepare_image(image, detector, mask, *, mask_negative: bool, orientation: s
     return img, det, masked
 
 
-def _initial_geometry(sampler, det, wavelength_m: float, tth_all, pixel: float, *, guess_yx,
-                      center_search_px: float, distance_mm: float, distance_tolerance: float, calibrant: str):
-    """pyFAI integrator at the searched beam centre and assigned distance (rotations zero),
-    and the ring assignment; RuntimeError when the calibrant's rings are not found."""
+def _initial_geometries(sampler, det, wavelength_m: float, tth_all, pixel: float, *, guess_yx,
+                        center_search_px: float, distance_mm: float, distance_tolerance: float, calibrant: str):
+    """[(pyFAI integrator, ring assignment)] at the searched beam centre (rotations zero): the
+    best distance hypothesis, then a runner-up that finds as many rings; RuntimeError when
+    the calibrant's rings are not found."""
     from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
     cy, cx = find_center(sampler, guess_yx, center_search_px)
@@ -376,9 +411,13 @@ def _initial_geometry(sampler, det, wavelength_m: float, tth_all, pixel: float, 
             f"{asg.n_predicted} predicted rings have a peak in the radial profile (distance "
             f"{distance_mm:g} mm +-{distance_tolerance:.0%}, centre found at x {cx:.1f}, y {cy:.1f} px); "
             "check the calibrant, the energy, distance_mm, detector, beam_center_px and d_min")
-    ai = AzimuthalIntegrator(detector=det, wavelength=wavelength_m)
-    ai.setFit2D(asg.distance_m * 1e3, cx, cy, tilt=0.0, tiltPlanRotation=0.0)
-    return ai, asg
+    candidates = []
+    for a in (asg, asg.alternative(tth_all, pixel)):
+        if a is not None:
+            ai = AzimuthalIntegrator(detector=det, wavelength=wavelength_m)
+            ai.setFit2D(a.distance_m * 1e3, cx, cy, tilt=0.0, tiltPlanRotation=0.0)
+            candidates.append((ai, a))
+    return candidates
 
 
 def _ring_stages(ai, shape, tth_all, max_rings: int | None) -> list[int]:
@@ -451,7 +490,7 @@ def _refine_stage(gr, data, tth_all, pixel: float, *, fix, first: bool, final: b
 
 
 def _quality(gr, sampler, tth_rings, pixel: float, *, guess_yx, distance_mm: float, distance_tolerance: float,
-             center_search_px: float, assignment) -> dict[str, Any]:
+             center_search_px: float) -> dict[str, Any]:
     """Quality figures of the refined geometry: the rings it predicts looked for in the profile
     computed with it (equivalent radius D tan 2theta per sampled pixel), the shifts from the
     guess, and the problems found (rms is checked in :func:`_result`)."""
@@ -470,8 +509,6 @@ def _quality(gr, sampler, tth_rings, pixel: float, *, guess_yx, distance_mm: flo
         problems.append(f"distance moved {shift:+.1%} from the guess (tolerance {distance_tolerance:.0%})")
     if moved > center_search_px:
         problems.append(f"centre moved {moved:.1f} px from the guess (search {center_search_px:g} px)")
-    if assignment.runner_up_found >= assignment.n_found:
-        problems.append(f"ambiguous ring assignment (another distance also finds {assignment.n_found} rings)")
     return dict(rings_found=n_found, rings_predicted=n_on, peaks_explained=explained, distance_shift=float(shift),
                 center_shift_px=moved, problems=problems)
 

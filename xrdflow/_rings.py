@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 __all__ = ["ProfileSampler", "RingAssignment", "find_center", "assign_rings", "profile_peaks",
-           "match_rings", "ring_tolerance_px", "ring_presence", "nearer_own_ring"]
+           "match_rings", "ring_tolerance_px", "ring_presence", "nearer_own_ring", "assignment_at"]
 
 #: Peaks of the high-passed radial profile above this many robust standard deviations.
 PEAK_SIGMAS = 4.0
@@ -160,7 +160,8 @@ def match_rings(predicted_px: np.ndarray, peaks: Peaks):
 @dataclasses.dataclass(frozen=True)
 class RingAssignment:
     """Best distance hypothesis: distance (m), which predicted rings were found, the profile
-    peaks (px) the calibrant does not explain, and the runner-up's number of rings found."""
+    peaks (px) the calibrant does not explain, the runner-up's number of rings found and its
+    distance when it finds as many (an ambiguous assignment, else NaN), and the peaks."""
 
     distance_m: float
     on_detector: np.ndarray
@@ -168,6 +169,15 @@ class RingAssignment:
     foreign_px: np.ndarray
     runner_up_found: int
     n_peaks: int
+    alternative_m: float = float("nan")
+    peaks: Peaks | None = dataclasses.field(default=None, repr=False)
+
+    def alternative(self, tth_rad: np.ndarray, pixel: float) -> RingAssignment | None:
+        """The assignment of the tying runner-up distance (None when there is none)."""
+        if not np.isfinite(self.alternative_m) or self.peaks is None:
+            return None
+        return assignment_at(self.peaks, np.tan(np.asarray(tth_rad, dtype=float)), pixel, self.alternative_m,
+                             self.n_found, float("nan"))
 
     @property
     def n_predicted(self) -> int:
@@ -195,20 +205,35 @@ def assign_rings(sampler: ProfileSampler, cy: float, cx: float, tth_rad: np.ndar
     n_found = found.sum(axis=1)
     rms = np.sqrt(np.where(found, off**2, 0.0).sum(axis=1) / np.maximum(n_found, 1))
     order = np.lexsort((rms, -n_found))
-    best = int(order[0])
-    dist = float(dists[best])
-    for _ in range(3):  # least squares on the rings found, then match again
-        on_b, found_b, off_b = match_rings(dist * tan / pixel, peaks)
-        if found_b.sum() < 2:
-            break
-        r_peak = dist * tan[found_b] / pixel + off_b[found_b]
-        dist = float(np.sum(r_peak * tan[found_b]) / np.sum(tan[found_b] ** 2)) * pixel
-    on_b, found_b, _ = match_rings(dist * tan / pixel, peaks)
+    dist = _least_squares_distance(float(dists[order[0]]), tan, peaks, pixel)
     # runner-up: best hypothesis clearly away from this one (the outermost ring moved > 3 tolerances)
     away = np.abs(dists / dist - 1) * r_out > 3 * ring_tolerance_px(r_out)
-    runner = int(n_found[away].max()) if away.any() else 0
-    explained = _explained(peaks, dist * tan[found_b] / pixel)
-    return RingAssignment(dist, on_b, found_b, peaks.radius[~explained], runner, int(peaks.radius.size))
+    runner = next((int(k) for k in order if away[k]), None)
+    runner_found = 0 if runner is None else int(n_found[runner])
+    alternative = float("nan")
+    if runner is not None and runner_found >= n_found[order[0]]:
+        alternative = _least_squares_distance(float(dists[runner]), tan, peaks, pixel)
+    return assignment_at(peaks, tan, pixel, dist, runner_found, alternative)
+
+
+def _least_squares_distance(dist: float, tan: np.ndarray, peaks: Peaks, pixel: float) -> float:
+    """``dist`` refined by least squares on the rings it finds (matched again, three times)."""
+    for _ in range(3):
+        _, found, off = match_rings(dist * tan / pixel, peaks)
+        if found.sum() < 2:
+            break
+        r_peak = dist * tan[found] / pixel + off[found]
+        dist = float(np.sum(r_peak * tan[found]) / np.sum(tan[found] ** 2)) * pixel
+    return dist
+
+
+def assignment_at(peaks: Peaks, tan: np.ndarray, pixel: float, dist: float, runner_up_found: int = 0,
+                  alternative_m: float = float("nan")) -> RingAssignment:
+    """The :class:`RingAssignment` of the distance ``dist`` (m) on ``peaks``."""
+    on, found, _ = match_rings(dist * tan / pixel, peaks)
+    explained = _explained(peaks, dist * tan[found] / pixel)
+    return RingAssignment(dist, on, found, peaks.radius[~explained], runner_up_found, int(peaks.radius.size),
+                          alternative_m, peaks)
 
 
 def _explained(peaks: Peaks, ring_px: np.ndarray) -> np.ndarray:
