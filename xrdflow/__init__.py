@@ -29,6 +29,7 @@ _EXPORTS = {
     "Geometry": "geometry",
     "calibrate": "_calibrate",
     "CalibrationResult": "_calibrate",
+    "CalibrationWarning": "_calibrate",
     "integrate": "_integrate",
     "sectors_around_axis": "_integrate",
     "write_patterns": "nexus.azint",
