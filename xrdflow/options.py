@@ -72,6 +72,12 @@ DEFAULT_MIN_POINTS = 7
 #: strain references: the first frame, the reflections' own d0, or {label: d0}
 STRAIN_REFERENCES = ("first", "d0")
 
+#: strain_tensor: models, named d0 strategies, out-of-plane assumptions, DEC approximations
+STRAIN_TENSOR_MODELS = ("in-plane", "sin2psi")
+TENSOR_REFERENCES = ("first", "d0", "fit", "unstrained")
+OUT_OF_PLANE = ("plane-stress",)
+DEC_APPROXIMATIONS = ("reuss", "voigt", "kroner")
+
 #: dask schedulers that need no cluster; anything else is "local" or a scheduler address
 LOCAL_SCHEDULERS = ("threads", "synchronous", "processes")
 DEFAULT_SCHEDULER = "local"

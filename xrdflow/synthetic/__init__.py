@@ -78,7 +78,11 @@ frame can be made alone, in any order, on any worker.
 
 Truth is exact to this model: per frame x reflection x sampled azimuth ``q_center`` (1/nm),
 ``lattice_strain``; per frame x reflection ``sigma`` (1/nm, azimuth independent),
-``eps_axial``, ``eps_transverse``, and the ring-averaged values that a full-azimuth 1D
+``eps_axial``, ``eps_transverse``, the strain tensor the model implies (``strain_axial``,
+``strain_transverse``, ``strain_shear`` = 0, ``strain_out_of_plane`` = eps_transverse, in the
+sample frame of :func:`xrdflow.strain_tensor`: 1 load, 2 across it in the detector plane, 3
+beam; the model is ``eps = n.E.n`` with ``E = diag(eps_axial, eps_transverse, eps_transverse)``
+and ``n`` the exact scattering vector), and the ring-averaged values that a full-azimuth 1D
 integration (uniform weight in chi, corrections applied) followed by a single-Gaussian
 least-squares fit would see (``ring_q_fit``, ``ring_sigma_fit``) and its first two moments
 (``ring_q_mean``, ``ring_sigma_rms``). Pixel footprint (pixel splitting) and bin width

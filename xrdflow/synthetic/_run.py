@@ -179,7 +179,10 @@ class TensileRun:
         (all parameters), ``reflections`` (label, hkl, q0, d0, two_theta0, intensity,
         load_sharing, sigma_instrument), ``azimuth_deg`` (truth samples, pyFAI chi),
         ``frames``: ``frame``, ``applied_strain``, ``load_N``, ``time_s`` (per frame),
-        ``eps_axial``, ``eps_transverse``, ``sigma`` [frame][reflection], ``q_center``,
+        ``eps_axial``, ``eps_transverse``, ``sigma`` [frame][reflection], the strain tensor
+        the model implies ``strain_axial``, ``strain_transverse``, ``strain_shear`` (0),
+        ``strain_out_of_plane`` [frame][reflection] (sample frame: 1 load, 2 across it in the
+        detector plane, 3 beam; see :func:`xrdflow.strain_tensor`), ``q_center``,
         ``lattice_strain`` [frame][reflection][azimuth], and with ``ring_average`` the
         :meth:`ring_average` values [frame][reflection].
         """
@@ -247,6 +250,12 @@ def _frames_truth(run: TensileRun, ring_average: bool) -> dict[str, list]:
     frames = {key: np.asarray(v).tolist() for key, v in run.log.items()}
     frames.update(eps_axial=run.eps_axial.tolist(), eps_transverse=run.eps_transverse.tolist(),
                   sigma=run.sigma.tolist(), q_center=qc, lattice_strain=eps)
+    # the strain tensor per frame x reflection that the model implies, in the sample frame
+    # (axis 1 along the load, 2 across it in the detector plane, 3 along the beam):
+    # eps(q) = n.E.n with E = diag(eps_axial, eps_transverse, eps_transverse)
+    frames.update(strain_axial=run.eps_axial.tolist(), strain_transverse=run.eps_transverse.tolist(),
+                  strain_shear=np.zeros_like(run.eps_axial).tolist(),
+                  strain_out_of_plane=run.eps_transverse.tolist())
     if ring_average:
         ra = [run.ring_average(k) for k in range(len(run))]
         for key in _RING_AVERAGE_KEYS:
