@@ -39,6 +39,8 @@ _EXPORTS = {
     "fit_peaks": "_peaks",
     "read_patterns": "nexus.text",
     "lattice_strain": "_strain",
+    "strain_tensor": "_strain",
+    "diffraction_elastic_constants": "_elastic",
     "write_result": "nexus.peaks",
     "open_result": "nexus.peaks",
     "sweep": "_sweep",
