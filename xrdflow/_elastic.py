@@ -75,7 +75,7 @@ def stiffness(elastic: Any) -> tuple[np.ndarray, str, float | None]:
     (c11 - c12) / 2) and c_over_a.
 
     >>> C, sym, _ = stiffness("Fe")
-    >>> sym, C[0, 1], C[3, 3]
+    >>> sym, float(C[0, 1]), float(C[3, 3])
     ('cubic', 134.7, 116.4)
     """
     c = _constants(elastic)
