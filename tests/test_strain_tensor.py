@@ -248,3 +248,38 @@ def test_stress_from_elastic(synthetic):
     assert t.stress_axial.attrs["units"] == "MPa"
     # elastic frames: the hkl stresses bracket the model's E e (45 GPa x 0.002 = 90 MPa) loosely
     assert 50 < float(t.stress_axial[1].mean()) < 150
+
+
+# --------------------------------------------------------------------------- real data
+@pytest.fixture(scope="module")
+def ti64_fits():
+    """The six LightForm Ti-6Al-4V frames (Diamond 2017, Pixium, 0.1393 A, probably the first
+    frames of a hot-loading test: barely loaded), 36 sectors, three alpha-Ti rings."""
+    import fabio
+
+    from conftest import shared
+
+    folder = shared("lightform-i12-ti64-pixium")
+    frames = np.stack([fabio.open(str(folder / f"pixium_{i:05d}.tif")).data for i in range(3150, 3156)])
+    geom = Geometry.from_poni(folder / "DLS_CeO2_1200mm_pyFAI.poni", orientation="as_read")
+    pat = integrate(frames, geom, npt=1500, unit="2th_deg", radial_range=(2.9, 4.8), azimuth_sectors=36,
+                    polarization_factor=0.99)
+    return fit_peaks(pat, [3.123, 3.437, 4.604], half_width=0.04).compute()
+
+
+@pytest.mark.parametrize("reference", ["first", "fit"])
+def test_real_ti64_components_finite_and_unloaded_near_zero(ti64_fits, reference):
+    t = strain_tensor(ti64_fits, reference=reference, load_azimuth_deg=90.0).compute()
+    assert t.attrs["wavelength_a"] == pytest.approx(0.1393, rel=1e-3)
+    ok = t.status == 0
+    assert bool(ok.all()) and int(t.n_sectors.min()) >= 30
+    for name in ("strain_axial", "strain_transverse", "strain_shear"):
+        v, e = t[name].values, t[name + "_error"].values
+        assert np.all(np.isfinite(v)) and np.all(np.isfinite(e)) and np.all(e > 0), name
+        assert np.all(e < 5e-4), (name, e.max())
+        if reference == "first":  # nearly unloaded frames relative to the first: ~0
+            assert np.all(np.abs(v[1:]) < 5 * e[1:] + 1e-4), (name, v)
+        else:  # absolute strains of a barely loaded sample (d0 fitted, uniaxial): small
+            assert np.all(np.abs(v) < 2e-3), (name, v)
+    if reference == "fit":
+        assert np.all(np.isfinite(t.d0.values))
