@@ -283,3 +283,28 @@ def test_real_ti64_components_finite_and_unloaded_near_zero(ti64_fits, reference
             assert np.all(np.abs(v) < 2e-3), (name, v)
     if reference == "fit":
         assert np.all(np.isfinite(t.d0.values))
+
+
+def test_tensor_figure(synthetic, tmp_path):
+    from xrdflow.plot.run import save, tensor_curves
+
+    run, fits = synthetic[87.1]
+    t = strain_tensor(fits, reference="first", elastic="Mg").compute()
+    fig = tensor_curves(t)
+    axes = fig.axes
+    assert [a.get_ylabel() for a in axes] == ["axial strain E11 (microstrain)",
+                                              "transverse strain E22 (microstrain)",
+                                              "shear strain E12 (microstrain)"]
+    assert all(a.get_xlabel() == "applied strain (%)" for a in axes)
+    for a in axes:  # one line (errorbar container) per hkl, with error bars
+        assert len(a.containers) == t.sizes["peak"]
+        assert all(c.has_yerr for c in a.containers)
+    assert [txt.get_text() for txt in axes[0].get_legend().get_texts()] == [str(p) for p in t.peak.values]
+    line = axes[0].containers[0].lines[0]
+    np.testing.assert_allclose(line.get_ydata(), t.strain_axial.isel(peak=0) * 1e6)
+    fig2 = tensor_curves(t, components=["stress_axial"])
+    assert fig2.axes[0].get_ylabel() == "axial stress (MPa)"
+    paths = save(fig, tmp_path / "tensor", formats=("png",))
+    assert paths[0].stat().st_size > 10_000
+    with pytest.raises(ValueError, match="^components"):
+        tensor_curves(t, components=["nothing"])

@@ -1,5 +1,5 @@
-"""Figures of a reduced run: patterns against frame, fit overlays, and d-spacing, lattice
-strain and FWHM against applied strain.
+"""Figures of a reduced run: patterns against frame, fit overlays, d-spacing, lattice
+strain and FWHM against applied strain, and the strain tensor components against it.
 
 All functions build a :class:`matplotlib.figure.Figure` with the object API (no pyplot
 global state, safe in workers and headless) and return it; :func:`save` writes PNG and PDF.
@@ -15,7 +15,7 @@ import numpy as np
 
 from ..units import INTENSITY
 
-__all__ = ["patterns_map", "fit_overlay", "strain_curves", "save"]
+__all__ = ["patterns_map", "fit_overlay", "strain_curves", "tensor_curves", "save"]
 
 
 def _figure(**kwargs):
@@ -154,6 +154,49 @@ def strain_curves(result, *, variables=("d_spacing", "lattice_strain", "fwhm")):
         ax.set_ylabel(f"{name} (%)" if var == "lattice_strain" else (f"{name} ({units})" if units else name))
         ax.set_xlabel(xlabel)
     axes[0].legend(fontsize="x-small")
+    return fig
+
+
+_COMPONENTS = {"strain_axial": "axial strain E11", "strain_transverse": "transverse strain E22",
+               "strain_shear": "shear strain E12", "stress_axial": "axial stress"}
+
+
+def tensor_curves(tensor, *, components=("strain_axial", "strain_transverse", "strain_shear")):
+    """Each strain-tensor component against applied strain, one line per hkl, with error bars.
+
+    ``tensor`` is :func:`xrdflow.strain_tensor` output (frame, peak); strains are shown in
+    microstrain (1e-6), ``stress_axial`` (when asked for) in MPa. Points whose fit is not
+    ok are NaN and left out.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> v = (("frame", "peak"), np.ones((3, 2)) * 1e-3)
+    >>> t = xr.Dataset({n: v for n in ("strain_axial", "strain_axial_error")},
+    ...                coords={"peak": ["Mg 10-10", "Mg 0002"], "applied_strain": ("frame", [0, .01, .02])})
+    >>> fig = tensor_curves(t, components=["strain_axial"])
+    >>> fig.axes[0].get_ylabel(), len(fig.axes[0].containers)
+    ('axial strain E11 (microstrain)', 2)
+    """
+    components = [c for c in components if c in tensor]
+    if not components:
+        raise ValueError("components: none of them is in the tensor Dataset")
+    fig = _figure(figsize=(4.2 * len(components), 3.8))
+    axes = fig.subplots(1, len(components), squeeze=False)[0]
+    x, xlabel = _strain_axis(tensor)
+    markers = ["o", "s", "^", "v", "D", "<", ">", "p"]
+    for ax, var in zip(axes, components):
+        scale, unit = (1.0, "MPa") if var.startswith("stress") else (1e6, "microstrain")
+        for p, label in enumerate(tensor["peak"].values):
+            y = np.asarray(tensor[var].sel(peak=label).values, float) * scale
+            err = tensor.get(var + "_error")
+            e = None if err is None else np.asarray(err.sel(peak=label).values, float) * scale
+            ax.errorbar(x, y, yerr=e, marker=markers[p % len(markers)], ms=3, lw=1, capsize=2,
+                        color=f"C{p}", label=str(label))
+        ax.axhline(0.0, color="0.7", lw=0.5)
+        ax.set_ylabel(f"{_COMPONENTS.get(var, var)} ({unit})")
+        ax.set_xlabel(xlabel)
+    axes[0].legend(fontsize="x-small", title=tensor.attrs.get("strain_model"))
     return fig
 
 
