@@ -151,6 +151,18 @@ def test_round_trip_result_file(synthetic, tmp_path):
     back = open_result(write_result(t, tmp_path / "tensor.nxs"))
     xr.testing.assert_identical(back, t)
     assert back.attrs["strain_model"] == "in-plane" and "plane stress" in back.attrs["assumption"]
+    first = strain_tensor(fits, reference="first", model="sin2psi", elastic="Mg").compute()
+    assert first.d0_reference.dims == ("azimuth", "peak")
+    xr.testing.assert_identical(open_result(write_result(first, tmp_path / "first.nxs")), first)
+
+
+def test_given_and_dataset_references_agree_with_d0(synthetic):
+    run, fits = synthetic[87.1]
+    by_d0 = strain_tensor(fits, reference="d0")
+    given = strain_tensor(fits, reference=dict(zip(fits.peak.values, fits.d0.values)))
+    xr.testing.assert_allclose(by_d0.strain_axial, given.strain_axial)
+    ds = strain_tensor(fits, reference=fits.isel(frame=[0]))
+    assert float(np.abs(ds.strain_axial.isel(frame=0)).max()) < 3 * float(ds.strain_axial_error.max())
 
 
 # --------------------------------------------------------------------------- elastic constants
