@@ -11,8 +11,6 @@ matrix instead of building it; pyFAI's own CSR engine is warmed in ``setup``.
 
 from __future__ import annotations
 
-import pickle
-
 N_FRAMES, SIZE, NPT = 16, 2048, 2000
 SPLITS = ["no", "bbox"]
 
@@ -39,25 +37,11 @@ def _integrate(arr, geom, split, engine):
 
 def _matrices(split):
     """The fused engine's matrix for ``split``, built once and kept on disk."""
-    from benchmarks.common import cached, cached_frames
+    from benchmarks.common import cached_frames, cached_matrices
     from benchmarks.ratio_engine import _geometry
-    from xrdflow import engines
 
-    def make(tmp):
-        engines.clear_engine_cache()
-        _integrate(_arr(cached_frames(N_FRAMES, SIZE)[:2]), _geometry(SIZE), split, "xrdflow")
-        with open(tmp, "wb") as fh:
-            pickle.dump(engines.held_matrices(), fh, protocol=pickle.HIGHEST_PROTOCOL)
-
-    return cached(f"fused-matrix-{SIZE}-{NPT}-{split}.pkl", make)
-
-
-def _adopt(path):
-    from xrdflow import engines
-
-    with open(path, "rb") as fh:
-        for key, sparse in pickle.load(fh):
-            engines.adopt_sparse(key, sparse)
+    return cached_matrices(f"fused-matrix-{SIZE}-{NPT}-{split}.pkl", lambda: _integrate(
+        _arr(cached_frames(N_FRAMES, SIZE)[:2]), _geometry(SIZE), split, "xrdflow"))
 
 
 class IntegrateEngine:
@@ -88,7 +72,9 @@ class IntegrateEngine:
             self.ai.integrate1d(self.frames[0], NPT, method=self.method, polarization_factor=0.99)
         else:
             if engine == "xrdflow":
-                _adopt(matrices[split])
+                from benchmarks.common import adopt_matrices
+
+                adopt_matrices(matrices[split])
             _integrate(self.arr[:2], self.geom, split, "xrdflow" if engine == "xrdflow" else "pyfai")  # warm
 
     def _run(self, split, engine):
@@ -118,8 +104,12 @@ class FusedMatrixSize:
         return {split: str(_matrices(split)) for split in SPLITS}
 
     def track_matrix_mb(self, matrices, split):
-        with open(matrices[split], "rb") as fh:
-            return sum(sparse.nbytes for _, sparse in pickle.load(fh)) / 2**20
+        from benchmarks.common import adopt_matrices
+        from xrdflow import engines
+
+        engines.clear_engine_cache()
+        adopt_matrices(matrices[split])
+        return engines.engine_cache_info()["nbytes"] / 2**20
 
     track_matrix_mb.unit = "MB"
 

@@ -14,10 +14,17 @@ def _geometry(size):
                     max_shape=(size, size))
 
 
+def _array(frames):
+    import dask.array as da
+    import xarray as xr
+
+    return xr.DataArray(da.from_array(frames, chunks=(2, -1, -1)), dims=("frame", "y", "x"))
+
+
 class IntegrateFrames:
     """Integrate n frames of size x size (uint16) with bbox/csr/cython."""
 
-    params = ([20, 40], [1024, 2048], ["xrdflow_threads2", "pyfai_loop"])
+    params = ([40], [1024, 2048], ["xrdflow_threads2", "pyfai_loop"])
     param_names = ["n_frames", "size", "engine"]
     timeout = 600
     processes = 1
@@ -25,42 +32,43 @@ class IntegrateFrames:
     number = 1
 
     def setup_cache(self):
-        from benchmarks.common import cache_dir, cached_frames
+        from benchmarks.common import cached_frames, cached_matrices
 
-        for size in self.params[1]:
-            cached_frames(max(self.params[0]), size)
-        return str(cache_dir())  # asv passes setup_cache's value only when it is not None
+        n = max(self.params[0])
+        return {size: str(cached_matrices(f"fused-matrix-integrate-{size}-{NPT}.pkl", lambda size=size: self._integrate(
+            _array(cached_frames(n, size)[:2]), _geometry(size)))) for size in self.params[1]}
 
-    def setup(self, _, n_frames, size, engine):
-        import dask.array as da
-        import xarray as xr
+    @staticmethod
+    def _integrate(arr, geom):
+        import dask
 
-        from benchmarks.common import cached_frames
+        from xrdflow import integrate
+
+        with dask.config.set(scheduler="threads", num_workers=2):
+            return integrate(arr, geom, npt=NPT, method=("bbox", "csr", "cython"), mask_negative=False).compute()
+
+    def setup(self, matrices, n_frames, size, engine):
+        from benchmarks.common import adopt_matrices, cached_frames
 
         self.geom = _geometry(size)
         self.frames = cached_frames(max(self.params[0]), size)[:n_frames]
-        self.arr = xr.DataArray(da.from_array(self.frames, chunks=(2, -1, -1)), dims=("frame", "y", "x"))
+        self.arr = _array(self.frames)
         self.method = ("bbox", "csr", "cython")
         if engine == "pyfai_loop":
             self.frames = self.frames[:]
             self.ai = self.geom.to_pyfai()
             self.ai.integrate1d(self.frames[0], NPT, method=self.method)
         else:
-            self._run(engine, self.arr[:2])  # warm: matrix, radial axis, numba
+            adopt_matrices(matrices[size])
+            self._run(engine, self.arr[:2])  # warm: radial axis, numba
 
     def _run(self, engine, arr=None):
         if engine == "pyfai_loop":
             return [self.ai.integrate1d(f, NPT, method=self.method).intensity for f in self.frames]
-        import dask
+        return self._integrate(self.arr if arr is None else arr, self.geom)
 
-        from xrdflow import integrate
-
-        with dask.config.set(scheduler="threads", num_workers=2):
-            return integrate(self.arr if arr is None else arr, self.geom, npt=NPT, method=self.method,
-                             mask_negative=False).compute()
-
-    def time_integrate(self, _, n_frames, size, engine):
+    def time_integrate(self, matrices, n_frames, size, engine):
         self._run(engine)
 
-    def peakmem_integrate(self, _, n_frames, size, engine):
+    def peakmem_integrate(self, matrices, n_frames, size, engine):
         self._run(engine)

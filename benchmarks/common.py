@@ -119,3 +119,31 @@ def cached_raw(n: int, size: int = 2048, compression: str = "bitshuffle") -> Pat
         xrdflow.ingest(cached_tiffs(n, size), tmp / "raw.nxs", energy_kev=87.1, compression=compression)
 
     return cached(f"raw-{n}x{size}-{compression}", make) / "raw.nxs"
+
+
+def cached_matrices(name: str, build) -> Path:
+    """The fused engine's matrices that ``build()`` makes (it runs one small ``integrate``),
+    pickled once as the (key, matrix) pairs of ``xrdflow.engines.held_matrices``: each benchmark
+    process adopts them (:func:`adopt_matrices`) instead of paying the build again. Our own
+    file, written and read by this suite only."""
+    import pickle
+
+    from xrdflow import engines
+
+    def make(tmp):
+        engines.clear_engine_cache()
+        build()
+        with open(tmp, "wb") as fh:
+            pickle.dump(engines.held_matrices(), fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    return cached(name, make)
+
+
+def adopt_matrices(path) -> None:
+    import pickle
+
+    from xrdflow import engines
+
+    with open(path, "rb") as fh:
+        for key, sparse in pickle.load(fh):
+            engines.adopt_sparse(key, sparse)
