@@ -421,3 +421,36 @@ def test_killed_run_resumes_at_the_first_batch_not_stored(demo_inputs, demo_run,
                                   xrdflow.open_patterns(tmp_path / "whole" / "patterns.nxs").values)
     assert not (out / BATCHES_NAME).exists()
     assert "reduce:batches" not in json.loads((out / "xrdflow-run.json").read_text())["stages"]
+
+
+def test_sectors_give_the_strain_tensor_file_figure_and_cli(demo_inputs, demo_run, tmp_path, capsys):
+    """With enough sectors a run adds the strain tensor of each reflection (file, figure), and
+    `xrdflow strain` gives the same tensor from the result file."""
+    out = tmp_path / "out"
+    cfg = load_config(from_run(demo_inputs, demo_run, out, integration__sectors=12), base_dir=demo_inputs)
+    res = run_workflow(cfg, echo=None)
+    assert res.outputs["strain_tensor"] == out / "strain_tensor.nxs"
+    assert (out / "figures" / "strain_tensor.png").stat().st_size > 0
+    tensor = xrdflow.open_result(out / "strain_tensor.nxs")
+    assert tensor.strain_axial.dims == ("frame", "peak") and tensor.strain_axial.shape == (6, 3)
+    last = tensor.isel(frame=-1)
+    assert (last.status == 0).all()
+    assert (last.strain_axial > 5 * last.strain_axial_error).all()  # tension along the load
+    assert (last.strain_transverse < 0).all()  # contraction across it
+    assert np.all(np.abs(tensor.isel(frame=0).strain_axial) < 1e-12)  # the reference frame
+    assert tensor.attrs["strain_model"] == "in-plane" and tensor.attrs["version"] == xrdflow.__version__
+    assert json.loads(tensor.attrs["geometry"]) == json.loads(res.result.attrs["geometry"])
+
+    from xrdflow.cli import main
+
+    assert main(["strain", str(out / "result.nxs"), "--load-azimuth", "0", "-o", str(tmp_path / "t.nxs")]) == 0
+    printed = capsys.readouterr().out
+    assert "6 frames x 3 reflections, 18 tensors ok" in printed and "Mg 10-10: last frame axial +" in printed
+    again = xrdflow.open_result(tmp_path / "t.nxs")
+    np.testing.assert_allclose(again.strain_axial.values, tensor.strain_axial.values, rtol=0, atol=1e-15)
+
+
+def test_strain_tensor_needs_sectors(demo_inputs, tmp_path):
+    with pytest.raises(ConfigError, match=r"\[strain_tensor\] enabled: needs \[integration\] sectors"):
+        load_config(config_for(demo_inputs, run__output=str(tmp_path / "o"), strain_tensor__enabled=True),
+                    base_dir=demo_inputs)

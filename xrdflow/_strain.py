@@ -394,6 +394,7 @@ def _tensor_dataset(out, keep, fit_d0, dec, fits, reference, model, oop, nu, loa
     ds.attrs = {
         "title": "strain tensor of each ring from its azimuthal sectors",
         "program": "xrdflow",
+        "version": _version(),
         "strain_model": model,
         "reference": ref,
         "out_of_plane": str(oop),
@@ -408,4 +409,13 @@ def _tensor_dataset(out, keep, fit_d0, dec, fits, reference, model, oop, nu, loa
         "scale_errors": int(scale_errors),
         "min_sectors": min_sectors,
     }
+    for key in ("geometry", "integration"):  # the provenance of the fits, when they carry it
+        if key in fits.attrs:
+            ds.attrs[key] = fits.attrs[key]
     return ds
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

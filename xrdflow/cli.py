@@ -255,6 +255,53 @@ def _cmd_fit(args) -> int:
     return 0
 
 
+def _add_strain(sub) -> None:
+    p = sub.add_parser("strain", help="strain tensor of each reflection from sector fits",
+                       description="Fit the strain tensor of each reflection (axial, transverse, shear, with "
+                                   "errors) to the lattice strains of the azimuthal sectors of a result file "
+                                   "(xrdflow fit or run with sectors), frame by frame.")
+    p.add_argument("result", type=Path, help="result file (NeXus) with an azimuth dimension")
+    p.add_argument("--load-azimuth", type=float, default=0.0,
+                   help="azimuth (pyFAI chi, degrees) of the load axis on the detector (default 0)")
+    p.add_argument("--model", choices=O.STRAIN_TENSOR_MODELS, default=O.STRAIN_TENSOR_MODELS[0])
+    p.add_argument("--reference", choices=O.TENSOR_REFERENCES, default=O.TENSOR_REFERENCES[0],
+                   help="strain-free d0: the first frame (default), the fits' d0, fitted, or the unstrained direction")
+    p.add_argument("--poisson", type=float, default=0.3,
+                   help="Poisson-like ratio of the plane-stress out-of-plane assumption (default 0.3)")
+    p.add_argument("--min-sectors", type=int, default=4, help="good sectors a frame needs (default 4)")
+    p.add_argument("--wavelength-a", type=float, help="wavelength (A) if the result does not say it")
+    p.add_argument("--elastic", help="single-crystal elastic constants by name (Fe, Ni, Cu, Al, Ti, Mg): adds stress")
+    p.add_argument("--approximation", choices=O.DEC_APPROXIMATIONS, default="kroner",
+                   help="diffraction elastic constants for --elastic (default kroner)")
+    p.add_argument("-o", "--output", type=Path, help="tensor file (NeXus); default RESULT_tensor.nxs")
+    p.add_argument("--figure", type=Path, help="also draw the components against applied strain (.png, .pdf)")
+    p.set_defaults(func=_cmd_strain)
+
+
+def _cmd_strain(args) -> int:
+    from . import open_result, strain_tensor, write_result
+
+    fits = open_result(args.result)
+    tensor = strain_tensor(fits, reference=args.reference, load_azimuth_deg=args.load_azimuth, model=args.model,
+                           poisson_ratio=args.poisson, min_sectors=args.min_sectors, wavelength_a=args.wavelength_a,
+                           elastic=args.elastic, approximation=args.approximation).compute()
+    out = args.output or args.result.with_name(args.result.stem + "_tensor.nxs")
+    write_result(tensor, out)
+    if args.figure is not None:
+        from .plot.run import tensor_curves
+
+        tensor_curves(tensor).savefig(args.figure, dpi=150)
+    ok = int((tensor["status"].values == 0).sum())
+    print(f"{out}: {tensor.sizes['frame']} frames x {tensor.sizes['peak']} reflections, {ok} tensors ok")
+    last = tensor.isel(frame=-1)
+    for peak in tensor["peak"].values:
+        row = last.sel(peak=peak)
+        print(f"  {peak}: last frame axial {float(row.strain_axial):+.3e} +- {float(row.strain_axial_error):.1e}, "
+              f"transverse {float(row.strain_transverse):+.3e} +- {float(row.strain_transverse_error):.1e}, "
+              f"shear {float(row.strain_shear):+.3e} +- {float(row.strain_shear_error):.1e}")
+    return 0
+
+
 def _add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="plan an experiment: reflections against energy",
                        description="Bragg angles, reachability and transmission over an energy range; "
@@ -292,7 +339,7 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
-_COMMANDS = [_add_demo, _add_run, _add_ingest, _add_calibrate, _add_integrate, _add_fit, _add_sweep]
+_COMMANDS = [_add_demo, _add_run, _add_ingest, _add_calibrate, _add_integrate, _add_fit, _add_strain, _add_sweep]
 
 
 def build_parser() -> argparse.ArgumentParser:

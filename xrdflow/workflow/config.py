@@ -127,6 +127,14 @@ def _reference(value, where):
     raise ConfigError(f"{where}: must be \"first\", \"d0\" or {{peak label = d0 in Angstrom}}, got {value!r}")
 
 
+def _optional_boolean(value, where):
+    return None if value is None else _boolean(value, where)
+
+
+def _optional_number(value, where):
+    return None if value is None else _wrap(O.number)(value, where)
+
+
 def _table(value, where):
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: must be a table, got {value!r}")
@@ -212,8 +220,20 @@ SCHEMA: dict[str, dict[str, tuple[Callable, Any]]] = {
     "strain": {
         "reference": (_reference, O.STRAIN_REFERENCES[0]),
     },
+    # the strain tensor of each reflection from the sectors' strains (xrdflow.strain_tensor)
+    "strain_tensor": {
+        "enabled": (_optional_boolean, None),  # None: whenever the integration has sectors
+        "model": (_choice(O.STRAIN_TENSOR_MODELS), O.STRAIN_TENSOR_MODELS[0]),
+        "reference": (_choice(O.TENSOR_REFERENCES), O.TENSOR_REFERENCES[0]),
+        "load_azimuth_deg": (_optional_number, None),  # None: [integration] load_axis_deg
+        "poisson_ratio": (_wrap(O.number), 0.3),
+        "min_sectors": (_positive_int, 4),
+        "elastic": (_string, None),
+        "approximation": (_choice(O.DEC_APPROXIMATIONS), "kroner"),
+    },
     "output": {
         "result": (_file_name, "result.nxs"),
+        "strain_tensor": (_file_name, "strain_tensor.nxs"),
         "patterns": (_file_name, "patterns.nxs"),
         "raw": (_file_name, "raw.nxs"),
         "figures": (_boolean, True),
@@ -406,9 +426,11 @@ def _check_consistency(sections: dict[str, dict[str, Any]]) -> None:
         raise ConfigError("[peaks] phase: required with 'reflections'")
     if peaks["centers"] is not None and peaks["half_width"] is None:
         raise ConfigError("[peaks] half_width: required with 'centers'")
-    outputs = [sections["output"][k] for k in ("result", "patterns", "raw")]
+    outputs = [sections["output"][k] for k in ("result", "patterns", "raw", "strain_tensor")]
     if len(set(outputs)) != len(outputs):
-        raise ConfigError(f"[output]: result, patterns and raw must be different files, got {outputs}")
+        raise ConfigError(f"[output]: result, patterns, raw and strain_tensor must be different files, got {outputs}")
+    if sections["strain_tensor"]["enabled"] and sections["integration"]["sectors"] is None:
+        raise ConfigError("[strain_tensor] enabled: needs [integration] sectors (a tensor needs several azimuths)")
     try:
         compute_config(sections["compute"])
     except ValueError as exc:

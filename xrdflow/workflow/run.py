@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .config import RunConfig, load_config
-from .stages import Run, figures_stage, geometry_stage, ingest_stage, reduce_stage
+from .stages import Run, figures_stage, geometry_stage, ingest_stage, reduce_stage, tensor_stage
 
 __all__ = ["RunResult", "run_workflow", "summarize"]
 
@@ -39,7 +39,7 @@ def run_workflow(
 
     Stages: ingest (if ``[input] frames``), calibrate (if ``[geometry] calibrant_image``),
     integrate + fit (one streaming dask graph), lattice strain, write (raw NeXus, NXazint
-    patterns, NeXus result), figures. Returns a :class:`RunResult` with the result Dataset,
+    patterns, NeXus result), the strain tensor (with sectors; ``[strain_tensor]``), figures. Returns a :class:`RunResult` with the result Dataset,
     the output paths, per-stage times and a one-screen summary (also echoed).
     """
     from ..nexus import output_lock
@@ -53,7 +53,8 @@ def run_workflow(
         raw = ingest_stage(run)
         geometry, calibration = geometry_stage(run)
         result, n_frames = reduce_stage(run, raw, geometry)
-        figures_stage(run, result)
+        tensor = tensor_stage(run, result)
+        figures_stage(run, result, tensor)
     run.timings["total"] = time.perf_counter() - t_run
     summary = summarize(result, run.timings, run.outputs, run.reused, n_frames=n_frames,
                         name=cfg["run"]["name"], calibration=calibration)

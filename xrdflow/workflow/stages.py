@@ -219,6 +219,32 @@ def reduce_stage(run: Run, raw: Path, geometry):
     return result, n_frames
 
 
+def tensor_stage(run: Run, result):
+    """The strain tensor of each reflection from the sectors (``[strain_tensor]``), written
+    next to the result; None when the run has no sectors or it is switched off."""
+    from .. import strain_tensor, write_result
+
+    opts = run.cfg["strain_tensor"]
+    enabled = opts["enabled"]
+    if enabled is None:  # auto: sectors enough to fix the in-plane components
+        enabled = "azimuth" in result.dims and result.sizes["azimuth"] >= opts["min_sectors"]
+    if not enabled:
+        return None
+    if "azimuth" not in result.dims:
+        raise ValueError("[strain_tensor] enabled: needs [integration] sectors (the fits have no azimuth)")
+    t0 = time.perf_counter()
+    load = opts["load_azimuth_deg"]
+    tensor = strain_tensor(
+        result, reference=opts["reference"], model=opts["model"], poisson_ratio=opts["poisson_ratio"],
+        load_azimuth_deg=run.cfg["integration"]["load_axis_deg"] if load is None else load,
+        min_sectors=opts["min_sectors"], elastic=opts["elastic"], approximation=opts["approximation"]).compute()
+    path = run.cfg.out("strain_tensor")
+    write_result(tensor, path)
+    run.outputs["strain_tensor"] = path
+    run.timed("strain tensor", t0)
+    return tensor
+
+
 def _batch_bounds(chunks, batch_frames: int | None) -> list[int]:
     """Frame positions where batches start and end, on chunk edges.
 
@@ -386,8 +412,9 @@ def _workers_hint() -> int:
 
 
 # ---------------------------------------------------------------------------- figures
-def figures_stage(run: Run, result) -> None:
-    """Patterns map, fit overlays of the first and last frame, strain curves (PNG + PDF)."""
+def figures_stage(run: Run, result, tensor=None) -> None:
+    """Patterns map, fit overlays of the first and last frame, strain curves and, with
+    sectors, the strain tensor's components (PNG + PDF)."""
     from .. import open_patterns
     from ..plot import run as plots
 
@@ -400,6 +427,8 @@ def figures_stage(run: Run, result) -> None:
         made["figure_patterns"] = plots.save(plots.patterns_map(patterns), figdir / "patterns")[0]
         made["figure_fits"] = plots.save(plots.fit_overlay(patterns, result), figdir / "fits_first_last")[0]
         made["figure_strain"] = plots.save(plots.strain_curves(result), figdir / "strain")[0]
+        if tensor is not None:
+            made["figure_strain_tensor"] = plots.save(plots.tensor_curves(tensor), figdir / "strain_tensor")[0]
         if (figdir / "calibration.png").exists():
             made["figure_calibration"] = figdir / "calibration.png"
     run.timed("figures", t0)
