@@ -429,9 +429,13 @@ def test_sectors_give_the_strain_tensor_file_figure_and_cli(demo_inputs, demo_ru
     out = tmp_path / "out"
     cfg = load_config(from_run(demo_inputs, demo_run, out, integration__sectors=12), base_dir=demo_inputs)
     res = run_workflow(cfg, echo=None)
-    assert res.outputs["strain_tensor"] == out / "strain_tensor.nxs"
+    assert res.outputs["strain_tensor"] == f"{out / 'result.nxs'}::/strain_tensor"
     assert (out / "figures" / "strain_tensor.png").stat().st_size > 0
-    tensor = xrdflow.open_result(out / "strain_tensor.nxs")
+    tensor = xrdflow.open_result(out / "result.nxs", entry="strain_tensor")
+    xr.testing.assert_identical(xrdflow.open_result(out / "result.nxs"), res.result)  # the fits kept
+    from nexusformat.nexus.validate import validate_file
+
+    assert validate_file(str(out / "result.nxs"))[1] == 0  # both entries, against the base classes
     assert tensor.strain_axial.dims == ("frame", "peak") and tensor.strain_axial.shape == (6, 3)
     last = tensor.isel(frame=-1)
     assert (last.status == 0).all()
@@ -448,6 +452,9 @@ def test_sectors_give_the_strain_tensor_file_figure_and_cli(demo_inputs, demo_ru
     assert "6 frames x 3 reflections, 18 tensors ok" in printed and "Mg 10-10: last frame axial +" in printed
     again = xrdflow.open_result(tmp_path / "t.nxs")
     np.testing.assert_allclose(again.strain_axial.values, tensor.strain_axial.values, rtol=0, atol=1e-15)
+    assert main(["strain", str(out / "result.nxs"), "--model", "sin2psi"]) == 0  # into the result file
+    assert f"{out / 'result.nxs'}::/strain_tensor" in capsys.readouterr().out
+    assert xrdflow.open_result(out / "result.nxs", entry="strain_tensor").attrs["strain_model"] == "sin2psi"
 
 
 def test_strain_tensor_needs_sectors(demo_inputs, tmp_path):

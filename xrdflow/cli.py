@@ -273,7 +273,8 @@ def _add_strain(sub) -> None:
     p.add_argument("--elastic", help="single-crystal elastic constants by name (Fe, Ni, Cu, Al, Ti, Mg): adds stress")
     p.add_argument("--approximation", choices=O.DEC_APPROXIMATIONS, default="kroner",
                    help="diffraction elastic constants for --elastic (default kroner)")
-    p.add_argument("-o", "--output", type=Path, help="tensor file (NeXus); default RESULT_tensor.nxs")
+    p.add_argument("-o", "--output", type=Path,
+                   help="write the tensor to this file; default: into RESULT, as its entry 'strain_tensor'")
     p.add_argument("--figure", type=Path, help="also draw the components against applied strain (.png, .pdf)")
     p.set_defaults(func=_cmd_strain)
 
@@ -285,14 +286,18 @@ def _cmd_strain(args) -> int:
     tensor = strain_tensor(fits, reference=args.reference, load_azimuth_deg=args.load_azimuth, model=args.model,
                            poisson_ratio=args.poisson, min_sectors=args.min_sectors, wavelength_a=args.wavelength_a,
                            elastic=args.elastic, approximation=args.approximation).compute()
-    out = args.output or args.result.with_name(args.result.stem + "_tensor.nxs")
-    write_result(tensor, out)
+    if args.output is None:  # next to the fits, as `xrdflow run` does
+        out = write_result(tensor, args.result, entry="strain_tensor", append=True)
+        where = f"{out}::/strain_tensor"
+    else:
+        out = write_result(tensor, args.output)
+        where = str(out)
     if args.figure is not None:
         from .plot.run import tensor_curves
 
         tensor_curves(tensor).savefig(args.figure, dpi=150)
     ok = int((tensor["status"].values == 0).sum())
-    print(f"{out}: {tensor.sizes['frame']} frames x {tensor.sizes['peak']} reflections, {ok} tensors ok")
+    print(f"{where}: {tensor.sizes['frame']} frames x {tensor.sizes['peak']} reflections, {ok} tensors ok")
     last = tensor.isel(frame=-1)
     for peak in tensor["peak"].values:
         row = last.sel(peak=peak)

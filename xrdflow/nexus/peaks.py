@@ -25,6 +25,7 @@ Every field is written by the one xarray encoding of :mod:`._codec` (``@xarray_n
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import h5py
@@ -49,7 +50,7 @@ NXSTRESS_NAMES = {
     "background_error": "background_errors",
     "phase": "phase_name",
 }
-def write_result(ds: xr.Dataset, path: str | os.PathLike, *, entry: str = "entry") -> Path:
+def write_result(ds: xr.Dataset, path: str | os.PathLike, *, entry: str = "entry", append: bool = False) -> Path:
     """Write a fit Dataset (from :func:`xrdflow.fit_peaks`) as a NeXus file.
 
     The file is written atomically (a ``.partial`` file renamed on success). Lazy (dask)
@@ -63,6 +64,11 @@ def write_result(ds: xr.Dataset, path: str | os.PathLike, *, entry: str = "entry
         Output file (``.nxs``); its folder must exist.
     entry : str
         Name of the NXentry.
+    append : bool
+        Add (or replace) ``entry`` in an existing file, keeping its other entries (the run
+        adds the strain tensor as ``strain_tensor`` next to the fits); still atomic: the file
+        is copied, changed under the temporary name and renamed. The file's default entry
+        stays the one it had.
 
     Returns
     -------
@@ -92,9 +98,15 @@ def write_result(ds: xr.Dataset, path: str | os.PathLike, *, entry: str = "entry
         used.add(field)
         names[name] = field
     params = {k: v for k, v in ds.attrs.items() if isinstance(v, (str, int, float, np.number))}
+    append = bool(append) and path.is_file()
     with atomic_output(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["default"] = entry
+        if append:
+            shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+" if append else "w") as f:
+            if append and entry in f:
+                del f[entry]
+            if not append:
+                f.attrs["default"] = entry
             f.attrs["creator"] = "xrdflow"
             ent = nx_group(f, entry, "NXentry", default="peak_fit")
             write_field(ent, "title", str(ds.attrs.get("title", "xrdflow peak fits")))

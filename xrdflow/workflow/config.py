@@ -233,7 +233,6 @@ SCHEMA: dict[str, dict[str, tuple[Callable, Any]]] = {
     },
     "output": {
         "result": (_file_name, "result.nxs"),
-        "strain_tensor": (_file_name, "strain_tensor.nxs"),
         "patterns": (_file_name, "patterns.nxs"),
         "raw": (_file_name, "raw.nxs"),
         "figures": (_boolean, True),
@@ -426,9 +425,9 @@ def _check_consistency(sections: dict[str, dict[str, Any]]) -> None:
         raise ConfigError("[peaks] phase: required with 'reflections'")
     if peaks["centers"] is not None and peaks["half_width"] is None:
         raise ConfigError("[peaks] half_width: required with 'centers'")
-    outputs = [sections["output"][k] for k in ("result", "patterns", "raw", "strain_tensor")]
+    outputs = [sections["output"][k] for k in ("result", "patterns", "raw")]
     if len(set(outputs)) != len(outputs):
-        raise ConfigError(f"[output]: result, patterns, raw and strain_tensor must be different files, got {outputs}")
+        raise ConfigError(f"[output]: result, patterns and raw must be different files, got {outputs}")
     if sections["strain_tensor"]["enabled"] and sections["integration"]["sectors"] is None:
         raise ConfigError("[strain_tensor] enabled: needs [integration] sectors (a tensor needs several azimuths)")
     try:

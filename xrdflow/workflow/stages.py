@@ -219,9 +219,14 @@ def reduce_stage(run: Run, raw: Path, geometry):
     return result, n_frames
 
 
+#: the NXentry of the result file that holds the strain tensor (``open_result(path, entry=...)``)
+TENSOR_ENTRY = "strain_tensor"
+
+
 def tensor_stage(run: Run, result):
     """The strain tensor of each reflection from the sectors (``[strain_tensor]``), written
-    next to the result; None when the run has no sectors or it is switched off."""
+    into the result file as the entry ``strain_tensor``; None when the run has no sectors
+    or it is switched off."""
     from .. import strain_tensor, write_result
 
     opts = run.cfg["strain_tensor"]
@@ -238,9 +243,9 @@ def tensor_stage(run: Run, result):
         result, reference=opts["reference"], model=opts["model"], poisson_ratio=opts["poisson_ratio"],
         load_azimuth_deg=run.cfg["integration"]["load_axis_deg"] if load is None else load,
         min_sectors=opts["min_sectors"], elastic=opts["elastic"], approximation=opts["approximation"]).compute()
-    path = run.cfg.out("strain_tensor")
-    write_result(tensor, path)
-    run.outputs["strain_tensor"] = path
+    path = run.cfg.out("result")
+    write_result(tensor, path, entry=TENSOR_ENTRY, append=True)  # next to the fits, in the result file
+    run.outputs["strain_tensor"] = f"{path}::/{TENSOR_ENTRY}"
     run.timed("strain tensor", t0)
     return tensor
 
