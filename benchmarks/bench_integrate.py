@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 NPT = 2000
 
 
@@ -24,7 +26,7 @@ def _array(frames):
 class IntegrateFrames:
     """Integrate n frames of size x size (uint16) with bbox/csr/cython."""
 
-    params = ([40], [1024, 2048], ["xrdflow_threads2", "pyfai_loop"])
+    params = ([20], [1024, 2048], ["xrdflow_threads2", "pyfai_loop"])
     param_names = ["n_frames", "size", "engine"]
     timeout = 600
     processes = 1
@@ -55,7 +57,7 @@ class IntegrateFrames:
         self.arr = _array(self.frames)
         self.method = ("bbox", "csr", "cython")
         if engine == "pyfai_loop":
-            self.frames = self.frames[:]
+            self.frames = np.array(self.frames)  # in memory, not the memory map
             self.ai = self.geom.to_pyfai()
             self.ai.integrate1d(self.frames[0], NPT, method=self.method)
         else:
