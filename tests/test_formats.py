@@ -188,3 +188,23 @@ def test_ingest_names_a_truncated_frame_and_skip_bad_keeps_the_others(tmp_path, 
         good = xrdflow.open_frames(out)
     expected = np.stack([_pixels(i) for i in (0, 1, 3, 4)]).astype(np.int64)
     np.testing.assert_array_equal(good.values.astype(np.int64), expected)
+
+
+def test_hdf5_frame_compressed_with_a_plugin_filter(tmp_path):
+    """Detectors write their HDF5 frames with bitshuffle-LZ4 (Eiger, Pilatus4...): decoding
+    loads the filters itself (checked in a fresh interpreter, where nothing imported them)."""
+    import subprocess
+    import sys
+
+    import hdf5plugin
+
+    path = tmp_path / "eiger_like.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("entry/data/data", data=_pixels(3)[None], chunks=(1, 64, 64), **hdf5plugin.Bitshuffle())
+    np.save(tmp_path / "expected.npy", _pixels(3))
+    code = ("import sys, numpy as np; from pathlib import Path; from xrdflow._formats import decode; "
+            "p = Path(sys.argv[1]); d = decode(p, p.read_bytes()); "
+            "assert 'hdf5plugin' in sys.modules; np.testing.assert_array_equal(d, np.load(sys.argv[2]))")
+    run = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "expected.npy")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -265,6 +265,7 @@ def _decode_hdf5(path: Path, blob) -> np.ndarray:
     """The one image of a single-frame HDF5/NeXus file: the NeXus default signal if it
     declares one, else its only dataset of two dimensions or more."""
     import h5py
+    import hdf5plugin  # noqa: F401  the filters detectors write with (bitshuffle, LZ4, Blosc...)
 
     try:
         handle = h5py.File(io.BytesIO(bytes(blob)), "r")
