@@ -95,18 +95,23 @@ def _decode_tiff(path: Path, blob) -> np.ndarray | None:
             ends = [int(o) + int(n) for o, n in zip(page.dataoffsets, page.databytecounts)]
             plain = (page.is_contiguous and page.compression == 1 and page.predictor == 1
                      and page.fillorder == 1 and page.bitspersample == 8 * page.dtype.itemsize)
-            dtype, shape, start = page.dtype.newbyteorder(tif.byteorder), page.shape, int(page.dataoffsets[0])
+            dtype, shape, start = page.dtype.newbyteorder(tif.byteorder), tuple(int(n) for n in page.shape), \
+                int(page.dataoffsets[0])
+            count = int(np.prod(shape))
+            plain = plain and count > 0
     except BadFrameError:
         raise
-    except Exception:  # odd TIFF flavours: fabio knows more detector variants
+    except Exception:  # odd TIFF flavours or a damaged header: fabio knows more detector variants
         return None
     if plain:
-        ends.append(start + int(np.prod(shape)) * dtype.itemsize)
+        ends.append(start + count * dtype.itemsize)
+    if any(int(o) < 0 for o in page.dataoffsets):
+        raise BadFrameError(path, "corrupt (the TIFF header gives a negative strip offset)")
     if not ends or max(ends) > len(blob):
         raise BadFrameError(path, f"truncated ({len(blob)} bytes, the TIFF header says "
                                   f"{max(ends) if ends else 'no image data'})")
     if plain:  # the pixels are the bytes already read: no copy
-        return np.frombuffer(blob, dtype=dtype, count=int(np.prod(shape)), offset=start).reshape(shape)
+        return np.frombuffer(blob, dtype=dtype, count=count, offset=start).reshape(shape)
     try:  # compressed or tiled: decode the bytes that were hashed, not the file again
         with tifffile.TiffFile(io.BytesIO(bytes(blob))) as tif:
             return tif.pages[0].asarray()
