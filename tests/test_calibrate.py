@@ -210,6 +210,7 @@ def test_no_calibrant_rings_raises():
                   beam_center_px=(bx + 20, by), d_min=1.09)
 
 
+@pytest.mark.slow
 def test_wrong_calibrant_warns(ceo2_on_steel):
     """The wrong calibrant (LaB6 on the CeO2 + steel image) finds some rings by chance: the
     result warns and says why instead of passing as a calibration."""

@@ -214,6 +214,7 @@ def test_job_refused_by_the_batch_system_fails_in_one_line(fake_slurm, monkeypat
     assert message.startswith("[compute] jobqueue: the job could not be submitted: sbatch: error: invalid partition")
 
 
+@pytest.mark.slow
 def test_all_workers_lost_fails_after_worker_timeout(fake_slurm):
     import time
 

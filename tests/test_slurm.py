@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+# a real SLURM brought up for the module: a longer scenario, run by CI (.ci/run), not the quick run
+pytestmark = pytest.mark.slow
+
 SBIN = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
