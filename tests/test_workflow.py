@@ -444,6 +444,9 @@ def test_sectors_give_the_strain_tensor_file_figure_and_cli(demo_inputs, demo_ru
     assert np.all(np.abs(tensor.isel(frame=0).strain_axial) < 1e-12)  # the reference frame
     assert tensor.attrs["strain_model"] == "in-plane" and tensor.attrs["version"] == xrdflow.__version__
     assert json.loads(tensor.attrs["geometry"]) == json.loads(res.result.attrs["geometry"])
+    again = run_workflow(cfg, echo=None)  # nothing changed: the tensor is reused, not refitted
+    assert {"integrate+fit", "strain tensor"} <= set(again.reused)
+    xr.testing.assert_identical(xrdflow.open_result(out / "result.nxs", entry="strain_tensor"), tensor)
 
     from xrdflow.cli import main
 

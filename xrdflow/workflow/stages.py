@@ -227,7 +227,7 @@ def tensor_stage(run: Run, result):
     """The strain tensor of each reflection from the sectors (``[strain_tensor]``), written
     into the result file as the entry ``strain_tensor``; None when the run has no sectors
     or it is switched off."""
-    from .. import strain_tensor, write_result
+    from .. import open_result, strain_tensor, write_result
 
     opts = run.cfg["strain_tensor"]
     enabled = opts["enabled"]
@@ -239,15 +239,29 @@ def tensor_stage(run: Run, result):
         raise ValueError("[strain_tensor] enabled: needs [integration] sectors (the fits have no azimuth)")
     t0 = time.perf_counter()
     load = opts["load_azimuth_deg"]
-    tensor = strain_tensor(
-        result, reference=opts["reference"], model=opts["model"], poisson_ratio=opts["poisson_ratio"],
-        load_azimuth_deg=run.cfg["integration"]["load_axis_deg"] if load is None else load,
-        min_sectors=opts["min_sectors"], elastic=opts["elastic"], approximation=opts["approximation"]).compute()
+    load = run.cfg["integration"]["load_axis_deg"] if load is None else load
     path = run.cfg.out("result")
-    write_result(tensor, path, entry=TENSOR_ENTRY, append=True)  # next to the fits, in the result file
+    fp = fingerprint(opts, load)
+    if "integrate+fit" in run.reused and run.manifest.done("strain tensor", fp, path) and _has_entry(path):
+        tensor = open_result(path, entry=TENSOR_ENTRY)  # the fits and the options are those of last time
+        run.reused.append("strain tensor")
+    else:
+        tensor = strain_tensor(
+            result, reference=opts["reference"], model=opts["model"], poisson_ratio=opts["poisson_ratio"],
+            load_azimuth_deg=load, min_sectors=opts["min_sectors"], elastic=opts["elastic"],
+            approximation=opts["approximation"]).compute()
+        write_result(tensor, path, entry=TENSOR_ENTRY, append=True)  # next to the fits, in the result file
+        run.manifest.record("strain tensor", fp)
     run.outputs["strain_tensor"] = f"{path}::/{TENSOR_ENTRY}"
     run.timed("strain tensor", t0)
     return tensor
+
+
+def _has_entry(path: Path) -> bool:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return TENSOR_ENTRY in f
 
 
 def _batch_bounds(chunks, batch_frames: int | None) -> list[int]:
