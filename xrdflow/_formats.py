@@ -6,11 +6,12 @@ chunks never written. A truncated frame then looks like a frame with a dark band
 format's promise is checked against the bytes the file holds, before the pixels are trusted:
 
 ===========  ==========================================================================
-TIFF         every strip/tile the IFD lists lies inside the file
+TIFF         the IFD lists the strips/tiles its image size needs, each inside the file
 EDF          each header's ``Size`` (or ``Dim_i`` x ``DataType``) bytes follow the header
-CBF          the binary section holds the ``X-Binary-Size`` bytes its MIME header promises
-MAR345       the CCP4 ``pck`` stream holds complete blocks for all ``X x Y`` pixels
-             (block headers walked without decoding; versions 1 and 2)
+CBF          the binary section is marked, starts, and holds the ``X-Binary-Size`` bytes
+             its MIME header promises (a damaged marker hangs fabio)
+MAR345       decoded by :mod:`._mar345` (fabio's decoder writes past its buffer): the
+             header agrees with the ``pck`` stream, which holds all ``X x Y`` pixels
 HDF5         the file is as long as its superblock says, the image's storage is allocated
 .gz / .bz2   the compressed stream reaches its end marker; then the inner format's check
 others       any complaint fabio logs while decoding (incomplete, truncated, short...)
@@ -27,6 +28,7 @@ import os
 import re
 import threading
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +63,7 @@ def decode(path: Path, blob) -> np.ndarray:
     if suffix in _COMPRESSED:
         try:
             blob = _COMPRESSED[suffix](bytes(blob))
-        except (EOFError, OSError, ValueError) as exc:
+        except (EOFError, OSError, ValueError, zlib.error) as exc:
             raise BadFrameError(path, f"truncated or corrupt {suffix[1:]} stream ({exc})") from None
     if inner in TIFF_SUFFIXES:
         data = _decode_tiff(path, blob)
@@ -69,6 +71,10 @@ def decode(path: Path, blob) -> np.ndarray:
             return data
     elif inner in HDF5_SUFFIXES:
         return _decode_hdf5(path, blob)
+    elif inner in MAR345_SUFFIXES:
+        from ._mar345 import decode_mar345
+
+        return decode_mar345(path, blob)
     check = _CHECKS.get(inner)
     if check is not None:
         check(path, blob)
@@ -92,6 +98,10 @@ def _decode_tiff(path: Path, blob) -> np.ndarray | None:
             if pages == 0:
                 return None
             page = tif.pages[0]
+            chunked = getattr(page, "chunked", None)  # strips/tiles the image size needs
+            if chunked is not None and int(np.prod(chunked)) != len(page.dataoffsets):
+                raise BadFrameError(path, f"corrupt (the TIFF header lists {len(page.dataoffsets)} strips or tiles, "
+                                          f"its {' x '.join(map(str, page.shape))} image needs {int(np.prod(chunked))})")
             ends = [int(o) + int(n) for o, n in zip(page.dataoffsets, page.databytecounts)]
             plain = (page.is_contiguous and page.compression == 1 and page.predictor == 1
                      and page.fillorder == 1 and page.bitspersample == 8 * page.dtype.itemsize)
@@ -175,92 +185,32 @@ def _edf_size(fields: dict) -> int | None:
 # --------------------------------------------------------------------------- CBF
 
 _CBF_STARTER = b"\x0c\x1a\x04\xd5"
+_CBF_SECTION = b"--CIF-BINARY-FORMAT-SECTION--"
 
 
 def _check_cbf(path: Path, blob) -> None:
-    """The binary section holds what the MIME header's ``X-Binary-Size`` promises."""
+    """The binary section is there, marked as fabio looks for it, and holds what the MIME
+    header's ``X-Binary-Size`` promises.
+
+    fabio reads on until it meets the binary starter and loops for ever at the end of a file
+    that has none after the section marker (or has no marker, when it falls back to parsing
+    the whole file as CIF): a single damaged byte in the marker or the starter hangs it.
+    """
     head = bytes(blob[: min(len(blob), 1 << 16)]) if not isinstance(blob, bytes) else blob[: 1 << 16]
-    match = re.search(rb"X-Binary-Size:\s*(\d+)", head)
-    start = head.find(_CBF_STARTER)
-    if match is None:
-        return  # not a binary CBF: fabio decides
+    if len(blob) > len(head) and _CBF_STARTER not in head:
+        head = bytes(blob)  # a header longer than 64 kB
+    section = head.find(_CBF_SECTION)
+    if section < 0:
+        raise BadFrameError(path, "truncated or corrupt (no '--CIF-BINARY-FORMAT-SECTION--' marker: not a binary CBF)")
+    start = head.find(_CBF_STARTER, section)
     if start < 0:
-        raise BadFrameError(path, "truncated (the CBF file ends before its binary section)")
+        raise BadFrameError(path, "truncated or corrupt (no binary data starter after the CBF section marker)")
+    match = re.search(rb"X-Binary-Size:\s*(\d+)", head[section:start])
+    if match is None:
+        return  # the size is not declared: fabio decides
     promised, held = int(match.group(1)), len(blob) - start - len(_CBF_STARTER)
     if held < promised:
         raise BadFrameError(path, f"truncated ({held} bytes of binary data, the CBF header promises {promised})")
-
-
-# --------------------------------------------------------------------------- MAR345
-
-_PCK_KEY = re.compile(rb"CCP4 packed image(?P<v2> V2)?, X: *(?P<x>\d+), Y: *(?P<y>\d+)\n")
-_PCK_BITS_V1 = np.array([0, 4, 5, 6, 7, 8, 16, 32], dtype=np.int64)
-_PCK_BITS_V2 = np.array([0, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 32, 0], dtype=np.int64)
-
-
-def _check_mar345(path: Path, blob) -> None:
-    """The CCP4-packed stream holds complete blocks for every pixel the header declares."""
-    head = bytes(blob[: min(len(blob), 1 << 20)])
-    match = _PCK_KEY.search(head)
-    if match is None:
-        raise BadFrameError(path, "truncated (no 'CCP4 packed image' section: the file ends in its header)")
-    nx, ny = int(match["x"]), int(match["y"])
-    stream = np.frombuffer(blob, dtype=np.uint8, offset=match.end())
-    v2 = match["v2"] is not None
-    covered = _pck_pixels(stream, nx * ny, 8 if v2 else 6, _PCK_BITS_V2 if v2 else _PCK_BITS_V1)
-    if covered < nx * ny:
-        raise BadFrameError(path, f"truncated (its packed data ends after {covered} of the "
-                                  f"{nx} x {ny} pixels the header declares)")
-
-
-def _pck_pixels_py(stream, npix, header_bits, bits_table):
-    """Pixels covered by the complete CCP4 ``pck`` blocks of ``stream`` (LSB-first bits).
-
-    A block is a header (6 bits in v1: 3 for log2 of its pixel count, 3 for the index of its
-    bits per pixel; 8 bits in v2, 4 and 4) followed by count x bits of data.
-    """
-    nbits = stream.size * 8
-    half = header_bits // 2
-    mask = (1 << half) - 1
-    bit = 0
-    pixels = 0
-    while pixels < npix:
-        if bit + header_bits > nbits:
-            return pixels
-        byte = bit >> 3
-        word = np.int64(stream[byte])
-        if byte + 1 < stream.size:
-            word |= np.int64(stream[byte + 1]) << 8
-        word >>= bit & 7
-        count = np.int64(1) << (word & mask)
-        bit += header_bits + count * bits_table[(word >> half) & mask]
-        if bit > nbits:
-            return pixels
-        pixels += count
-    return pixels
-
-
-def _jit(func):
-    import numba
-
-    return numba.njit(cache=True, nogil=True)(func)
-
-
-class _Lazy:
-    """Compile the walker on first use (importing xrdflow stays cheap)."""
-
-    def __init__(self, func):
-        self._func, self._compiled, self._lock = func, None, threading.Lock()
-
-    def __call__(self, *args):
-        if self._compiled is None:
-            with self._lock:
-                if self._compiled is None:
-                    self._compiled = _jit(self._func)
-        return self._compiled(*args)
-
-
-_pck_pixels = _Lazy(_pck_pixels_py)
 
 
 # --------------------------------------------------------------------------- HDF5
@@ -274,18 +224,20 @@ def _decode_hdf5(path: Path, blob) -> np.ndarray:
 
     try:
         handle = h5py.File(io.BytesIO(bytes(blob)), "r")
-    except OSError as exc:
+    except (OSError, RuntimeError, OverflowError, ValueError) as exc:
         reason = "truncated" if "truncated" in str(exc) or "eof" in str(exc).lower() else "unreadable"
         raise BadFrameError(path, f"{reason} ({exc})") from None
     with handle:
-        dset = _hdf5_image(path, handle)
-        if dset.ndim == 3 and dset.shape[0] != 1:
-            raise BadFrameError(path, f"holds {dset.shape[0]} frames ({dset.name}); split multi-frame files first")
-        _check_hdf5_storage(path, dset)
         try:
+            dset = _hdf5_image(path, handle)
+            if dset.ndim == 3 and dset.shape[0] != 1:
+                raise BadFrameError(path, f"holds {dset.shape[0]} frames ({dset.name}); split multi-frame files first")
+            _check_hdf5_storage(path, dset)
             data = dset[()]
-        except OSError as exc:
-            raise BadFrameError(path, f"unreadable {dset.name} ({exc})") from None
+        except BadFrameError:
+            raise
+        except Exception as exc:  # damaged metadata: h5py raises OSError, RuntimeError, OverflowError...
+            raise BadFrameError(path, f"corrupt HDF5 file ({type(exc).__name__}: {exc})") from None
     return data.reshape(data.shape[-2:])
 
 
@@ -380,4 +332,4 @@ def _decode_fabio(path: Path, inner: bytes | None) -> np.ndarray:
     return np.asarray(data)
 
 
-_CHECKS = {".edf": _check_edf, ".cbf": _check_cbf, **{s: _check_mar345 for s in MAR345_SUFFIXES}}
+_CHECKS = {".edf": _check_edf, ".cbf": _check_cbf}

@@ -287,7 +287,12 @@ def _read_one(frame: _Frame, shape, dtype, compression: str, buffers: _Buffers =
         if not blob:
             raise BadFrameError(frame.path, "empty file")
         frame.sha256 = hashlib.sha256(blob).hexdigest()
-        data = _decode(frame.path, blob)  # may be a view of this thread's buffer
+        try:
+            data = _decode(frame.path, blob)  # may be a view of this thread's buffer
+        except BadFrameError:
+            raise
+        except Exception as exc:  # a decoder meeting bytes it did not expect: a bad frame, not a dead run
+            raise BadFrameError(frame.path, f"unreadable ({type(exc).__name__}: {exc})") from None
         if data.ndim != 2:
             raise BadFrameError(frame.path, f"not a 2D frame (shape {data.shape})")
         if shape is not None and data.shape != tuple(shape):
