@@ -69,3 +69,42 @@ class OpenFrames:
         data = xrdflow.open_frames(raws[compression]).data
         data.map_blocks(lambda b: b[:, :1, :1], chunks=(data.chunks[0], (1,), (1,))).compute(
             scheduler="threads")
+
+
+class DecodeMar345:
+    """One MAR2300-sized (2300 x 2300) packed image decoded: xrdflow's bounded decoder
+    against fabio's (which writes past its buffer on some streams; this one it reads)."""
+
+    timeout = 120
+    repeat = (3, 10, 10.0)
+    params = (["xrdflow", "fabio"],)
+    param_names = ["decoder"]
+
+    def setup(self, decoder):
+        import numpy as np
+        from fabio.mar345image import mar345image
+
+        from xrdflow import _formats
+
+        data = np.random.default_rng(0).poisson(300, (2300, 2300)).astype(np.int32)
+        data[1000:1010] = 20000  # a ring-like band
+        self.tmp = Path(tempfile.mkdtemp(prefix="xrdflow-asv-"))
+        self.path = self.tmp / "frame.mar2300"
+        image = mar345image(data=data)
+        image.byteorder = "<"
+        image.write(str(self.path))
+        self.blob = self.path.read_bytes()
+        _formats.decode(self.path, self.blob)  # compiled before timing
+
+    def teardown(self, decoder):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def time_decode(self, decoder):
+        if decoder == "xrdflow":
+            from xrdflow import _formats
+
+            _formats.decode(self.path, self.blob)
+        else:
+            import fabio
+
+            fabio.open(str(self.path)).data
