@@ -122,3 +122,26 @@ def test_cli_calls_public_functions_only():
     from xrdflow import cli
 
     assert not re.findall(r"from \.+_\w+ import|from \.\w+\._\w+ import", inspect.getsource(cli))
+
+
+@pytest.mark.parametrize("after", ["KeyError('a cache entry the interrupt left half-made')",
+                                   "RuntimeError('the cluster went away while closing')"])
+def test_ctrl_c_exits_130_even_when_the_teardown_fails(tmp_path, after):
+    """Ctrl-C during a run exits 130 with 'xrdflow: interrupted', also when an error raised
+    while the interrupt unwinds (a cluster's or a cache's teardown cut short) replaces the
+    KeyboardInterrupt: it is part of the interruption, not a failure of the run."""
+    code = (
+        "import os, signal, sys, time\n"
+        "import xrdflow.workflow as wf\n"
+        "from xrdflow.cli import main\n"
+        "def run_workflow(cfg, **kwargs):\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT); time.sleep(30)\n"
+        "    finally:\n"
+        f"        raise {after}\n"
+        "wf.run_workflow = run_workflow\n"
+        "wf.load_config = lambda *a, **k: None\n"
+        "sys.exit(main(['run', 'any.toml']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "xrdflow: interrupted"

@@ -359,15 +359,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: set once Ctrl-C (SIGINT) has reached this process: whatever fails after it is part of
+#: the interruption (a teardown the interrupt cut short), and the exit status stays 130
+_INTERRUPTED = False
+
+
+def _on_sigint(signum, frame) -> None:
+    global _INTERRUPTED
+    _INTERRUPTED = True
+    raise KeyboardInterrupt
+
+
 def _default_sigint() -> None:
     """Ctrl-C raises KeyboardInterrupt (exit 130), whatever an imported library installed
-    (dask-jobqueue replaces the handler on import with one that exits with status 0)."""
+    (dask-jobqueue replaces the handler on import with one that exits with status 0), and
+    is remembered: an error that follows it (a cluster's teardown cut short) still exits 130."""
     import signal
     import threading
 
     if threading.current_thread() is threading.main_thread() \
-            and signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, signal.default_int_handler):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _on_sigint)
 
 
 def _raised_by_sigint_lambda(exc: BaseException) -> bool:
@@ -406,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
+        if _INTERRUPTED:  # raised while Ctrl-C was being handled: the run was interrupted
+            logging.getLogger("xrdflow").debug("after Ctrl-C", exc_info=True)
+            print("xrdflow: interrupted", file=sys.stderr)
+            return 130
         if args.verbose:
             raise
         print(f"xrdflow {args.command}: error: {exc}", file=sys.stderr)
