@@ -359,10 +359,19 @@ def _cli(config: dict, folder: Path, **kwargs) -> subprocess.Popen:
     ({"memory": "100000GB"}, "Memory specification can not be satisfied"),
 ])
 def test_job_that_cannot_be_submitted_fails_in_one_line(slurm, reference, tmp_path, jobqueue, needle):
+    """One line, even with the dashboard's port taken (distributed warns and binds another)."""
+    import socket
+
     out = tmp_path / "out"
     t0 = time.monotonic()
-    proc = _cli(_slurm_config(reference, slurm, out, **jobqueue), tmp_path)
-    stdout, stderr = proc.communicate(timeout=90)
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        except OSError:
+            pass  # already taken by someone else: the same case
+        proc = _cli(_slurm_config(reference, slurm, out, **jobqueue), tmp_path)
+        stdout, stderr = proc.communicate(timeout=90)
     assert time.monotonic() - t0 < 60
     assert proc.returncode == 1
     lines = stderr.strip().splitlines()

@@ -404,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     dask.config.set({"distributed.logging.distributed": logging.getLevelName(distributed_level).lower()})
     logging.getLogger("silx.opencl").setLevel(level if args.verbose >= 2 else logging.ERROR)
     _default_sigint()
+    # distributed warns when the dashboard's port is taken and binds another; the CLI prints
+    # the addresses it bound, so the warning would only add lines to a one-line error
+    warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
