@@ -160,6 +160,28 @@ def test_bit_identical_across_batches_threads_and_chunks(frames6, split):
     np.testing.assert_array_equal(a.values, one)
 
 
+
+@pytest.mark.parametrize("split", ["no", "bbox"])
+def test_pixels_invalid_in_some_frames_of_a_batch_only(split):
+    """A pass holds 8 frames; a pixel dead (negative) in some of them only is left out of
+    those frames alone: the same, bit for bit, as frame by frame, and as pyFAI per frame."""
+    arr = _frames(8, seed=9)
+    rng = np.random.default_rng(3)
+    for f in range(8):  # a different set of dead pixels in every frame, some shared
+        yy, xx = rng.integers(0, SHAPE[0], 40 * f + 1), rng.integers(0, SHAPE[1], 40 * f + 1)
+        arr[f, yy, xx] = -7
+    arr[2:5, 80:90, 90:120] = -1  # a patch dead in frames 2-4
+    sparse = engines.build_sparse(GEOM, SHAPE, npt=300, unit="q_nm^-1", split=split)
+    one = [engines.integrate_frames(sparse, a, errors=True) for a in arr]
+    got, err = engines.integrate_frames(sparse, arr, batch=8, errors=True)
+    np.testing.assert_array_equal(got, np.concatenate([o[0] for o in one]))
+    np.testing.assert_array_equal(err, np.concatenate([o[1] for o in one]))
+    for f in (0, 3, 7):
+        _, ref, sig = pyfai_reference(arr[f:f + 1], GEOM, npt=300, method=(split, "csr", "cython"),
+                                      error_model="poisson")
+        assert_close(got[f:f + 1], ref)
+        assert_close(err[f:f + 1], sig)
+
 def test_thread_safety_one_shared_matrix():
     """48 different frames, 1 frame per task, 6 threads, one matrix shared read-only."""
     arr = _frames(48, seed=3)
