@@ -299,7 +299,7 @@ def integrate(
     correct_solid_angle : bool
         Solid-angle correction (pyFAI's default, True).
     frames_per_chunk : int, optional
-        Rechunk a numpy input to this many frames per chunk (default: about 64 MiB, as
+        Rechunk a numpy input to this many frames per chunk (default: about 32 MiB, as
         :func:`xrdflow.open_frames`).
     dark : array, optional
         Dark image subtracted from every frame (orientation as read, like the frames).
