@@ -205,7 +205,8 @@ def _exact_norm(x, K, active, ebins, ecoef, opix, obin, ocoef, pixw, mode, dummy
 @numba.njit(cache=True, nogil=True, inline="always")
 def _banks(acc, nbx, nf, b, f):
     """Bin b of frame f: its four banks, combined in a fixed order."""
-    return (acc[b * nf + f] + acc[(nbx + b) * nf + f]) + (acc[(2 * nbx + b) * nf + f] + acc[(3 * nbx + b) * nf + f])
+    return ((acc[b * nf + f] + acc[(nbx + b) * nf + f])
+            + (acc[(2 * nbx + b) * nf + f] + acc[(3 * nbx + b) * nf + f]))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -284,8 +285,9 @@ def _run_batches(frames, batches, s, dark, mode, dummy, ddummy, errors, out_i, o
     scratch = np.empty((2, nfmax), np.float64)
 
     def accumulate(f0, nf, ebins, opix):
-        _accumulate(frames, f0, (0,) * nf, (0,) * s.K, (0,) * int(s.ebins.shape[1] == 1), s.active, ebins, ecoef,
-                    opix, s.obin, s.ocoef, s.pixw, dark, (0,) * mode, dummy, ddummy, acc[: nf * NBANKS * nb],
+        _accumulate(frames, f0, (0,) * nf, (0,) * s.K, (0,) * int(s.ebins.shape[1] == 1), s.active, ebins,
+                    ecoef, opix, s.obin, s.ocoef, s.pixw, dark, (0,) * mode, dummy, ddummy,
+                    acc[: nf * NBANKS * nb],
                     None if vacc is None else vacc[: nf * NBANKS * nb], badw[: nf * nb], badcnt[: nf * nb],
                     scratch[0, :nf], scratch[1, :nf])
 
