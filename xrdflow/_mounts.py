@@ -9,6 +9,7 @@ condition, one energy block at a time (numpy only, no labels).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,19 +20,70 @@ from ._lattice import parse_indices, three_indices
 from ._phases import PhaseLike, load_phase
 from .units import HC_KEV_A
 
-__all__ = ["Mount", "mount", "as_mount", "goniometer_rotation", "orient_block", "parse_indices"]
+__all__ = ["Mount", "mount", "as_mount", "default_beam", "goniometer_rotation", "orient_block", "parse_indices"]
+
+
+def _float_indices(spec: Any) -> tuple[str, np.ndarray] | None:
+    """``"[0.5 1 0]"``, ``("uvw", (0.5, 1, 0))``: a kind and three real indices, else None."""
+    if isinstance(spec, str):
+        s = spec.strip()
+        kind = "uvw" if s.startswith("[") and s.endswith("]") else "hkl"
+        if s[:1] in "[(" and s[-1:] in "])":
+            s = s[1:-1]
+        parts = [p for p in re.split(r"[\s,]+", s.strip()) if p]
+    elif len(spec) == 2 and isinstance(spec[0], str):
+        kind, parts = spec[0], list(spec[1])
+    else:
+        return None
+    try:
+        vals = np.array([float(p) for p in parts])
+    except (TypeError, ValueError):
+        return None
+    if vals.shape != (3,) or not np.all(np.isfinite(vals)) or not np.any(vals):
+        return None
+    return kind, vals
 
 
 def _cartesian(structure, spec: Any) -> np.ndarray:
-    kind, idx = parse_indices(spec) if isinstance(spec, str) else (
-        (spec[0], tuple(spec[1])) if (len(spec) == 2 and isinstance(spec[0], str))
-        else parse_indices(spec))
+    """Cartesian vector of a direction ``[uvw]`` or a plane normal ``(hkl)`` (1/A for hkl)."""
+    try:
+        kind, idx = parse_indices(spec) if isinstance(spec, str) else (
+            (spec[0], tuple(spec[1])) if (len(spec) == 2 and isinstance(spec[0], str))
+            else parse_indices(spec))
+        if all(float(v).is_integer() for v in idx):
+            three = three_indices(kind, tuple(int(v) for v in idx), spec)
+        else:
+            raise ValueError(spec)
+    except (ValueError, TypeError):
+        real = _float_indices(spec)
+        if real is None:
+            raise ValueError(f"cannot read a direction or plane normal from {spec!r}: write "
+                             f"[uvw], [uvtw], (hkl), (hkil) or three numbers") from None
+        kind, three = real
     if kind not in ("uvw", "hkl"):
         raise ValueError(f"index kind must be 'uvw' or 'hkl', got {kind!r}")
-    three = three_indices(kind, tuple(int(v) for v in idx), spec)
     if kind == "uvw":
         return three @ structure.lattice.matrix
     return three @ structure.lattice.reciprocal_lattice.matrix
+
+
+def default_beam(structure, vertical: Any) -> str:
+    """The plate normal (beam at zero angles) assumed when only ``vertical`` is given.
+
+    ``vertical x [001]`` (Cartesian cross product with the crystal's c axis), or
+    ``vertical x [100]`` when the vertical is along c: the choice DF-XRM users know
+    (for a reflection Q vertical, the exit surface Q x [001]). Returned as real
+    direction indices ``"[u v w]"``.
+    """
+    z = _cartesian(structure, vertical)
+    for other in ("[001]", "[100]"):
+        x = np.cross(z, _cartesian(structure, other))
+        if np.linalg.norm(x) > 1e-6 * np.linalg.norm(z) * np.linalg.norm(
+                _cartesian(structure, other)):
+            break
+    uvw = x @ np.linalg.inv(structure.lattice.matrix)  # Cartesian -> direction indices
+    uvw = uvw / np.max(np.abs(uvw))
+    return "[" + " ".join(f"{v:.6g}" for v in np.where(np.abs(uvw) < 1e-12, 0.0, uvw)) + "]"
 
 
 @dataclass(frozen=True)
@@ -57,7 +109,7 @@ class Mount:
         object.__setattr__(self, "matrix", u)
 
 
-def mount(phase: PhaseLike, *, vertical: Any, beam: Any) -> Mount:
+def mount(phase: PhaseLike, *, vertical: Any, beam: Any = None) -> Mount:
     """Orientation from a crystal direction/plane normal vertical and another along the beam.
 
     Parameters
@@ -68,8 +120,10 @@ def mount(phase: PhaseLike, *, vertical: Any, beam: Any) -> Mount:
         Along the goniometer axis (lab +z): ``"[uvw]"``/``"[uvtw]"`` for a direction,
         ``"(hkl)"``/``"(hkil)"`` for a plane normal, or ``("uvw", (u, v, w))``.
     beam
-        Along the incident beam (lab +x), same forms. Projected perpendicular to
-        ``vertical`` if needed (the angle moved is ``Mount.beam_adjustment_deg``).
+        Along the incident beam (lab +x), same forms; this is also the plate normal of the
+        shortest-path stage. Projected perpendicular to ``vertical`` if needed (the angle
+        moved is ``Mount.beam_adjustment_deg``). Default: :func:`default_beam`
+        (``vertical x [001]``). Directions may have real indices (``"[0.5 1 0]"``).
 
     Examples
     --------
@@ -78,6 +132,8 @@ def mount(phase: PhaseLike, *, vertical: Any, beam: Any) -> Mount:
     [0.0, 0.0, 1.0]
     """
     structure = load_phase(phase)
+    if beam is None:
+        beam = default_beam(structure, vertical)
     z = _cartesian(structure, vertical)
     x = _cartesian(structure, beam)
     z = z / np.linalg.norm(z)
@@ -98,9 +154,9 @@ def as_mount(phase: PhaseLike, value: Any) -> Mount | None:
         return value
     if isinstance(value, Mapping):
         unknown = set(value) - {"vertical", "beam"}
-        if unknown or len(value) != 2:
-            raise ValueError("mount: a mapping needs exactly the keys 'vertical' and 'beam'")
-        return mount(phase, vertical=value["vertical"], beam=value["beam"])
+        if unknown or "vertical" not in value:
+            raise ValueError("mount: a mapping needs the key 'vertical' (and optionally 'beam')")
+        return mount(phase, vertical=value["vertical"], beam=value.get("beam"))
     arr = np.asarray(value, dtype=float)
     return Mount(arr)
 
@@ -151,12 +207,13 @@ def orient_block(energy: np.ndarray, g0: np.ndarray, stage: str, plane: str) -> 
             rho = np.hypot(gx, gy)
             phi = np.arctan2(gy, gx)
             c = -g2 / (2.0 * k * rho)
-            c = np.where(np.abs(c) <= 1.0, c, np.nan)
+            # a tangent (double) solution: rounding may push |c| past 1 by an ulp or two
+            c = np.where(np.abs(c) <= 1.0 + 1e-12, np.clip(c, -1.0, 1.0), np.nan)
             omega = sign * np.arccos(c) - phi  # (E,R,2)
         else:
             # target G in the lab: |G| (-sin t, cos t n), n = +z (vertical) or +y (horizontal)
             st = gn / (2.0 * k)
-            st = np.where(st <= 1.0, st, np.nan)
+            st = np.where(st <= 1.0 + 1e-12, np.minimum(st, 1.0), np.nan)
             ct = np.sqrt(1.0 - st**2)
             tx = -gn * st
             ty = gn * ct if plane == "horizontal" else np.zeros_like(ct)

@@ -53,7 +53,16 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
-from ._mounts import Mount, as_mount, goniometer_rotation, mount, orient_block, parse_indices
+from ._goniometer import Goniometer, as_goniometer, shortest_path_block
+from ._mounts import (
+    Mount,
+    _cartesian,
+    as_mount,
+    goniometer_rotation,
+    mount,
+    orient_block,
+    parse_indices,
+)
 from .crystal import (
     PhaseLike,
     composition,
@@ -105,15 +114,20 @@ def _k_theta_block(energy: np.ndarray, d: np.ndarray, what: str) -> np.ndarray:
     return 2.0 * theta if what == "two_theta" else theta
 
 
-def _intensity_block(energy: np.ndarray, d: np.ndarray, f2m: np.ndarray, lp: bool) -> np.ndarray:
+def _intensity_block(energy: np.ndarray, d: np.ndarray, f2m: np.ndarray, lp: bool,
+                     tt_range: tuple[float, float]) -> np.ndarray:
+    """Relative intensity, the strongest reflection inside ``tt_range`` = 100."""
     s = _sin_theta(energy, d)
     raw = np.broadcast_to(f2m, s.shape).astype(float)
+    t = np.arcsin(s)
     if lp:
-        t = np.arcsin(s)
         raw = raw * (1.0 + np.cos(2 * t) ** 2) / (s**2 * np.cos(t))
     raw = np.where(np.isfinite(s), raw, np.nan)
+    tt = 2.0 * np.degrees(t)
+    inside = np.isfinite(raw) & (tt >= tt_range[0]) & (tt <= tt_range[1])
     with np.errstate(invalid="ignore", divide="ignore"):
-        top = np.nanmax(np.where(np.isfinite(raw), raw, -np.inf), axis=1, keepdims=True)
+        top = np.max(np.where(inside, raw, -np.inf), axis=1, keepdims=True)
+        top = np.where(top > 0, top, np.nan)
         out = 100.0 * raw / top
     return np.where(np.isfinite(out), out, np.nan)
 
@@ -178,7 +192,8 @@ def _select_reflections(structure, name: str, wanted: Any, d_lo: float, symprec:
 # --------------------------------------------------------------------------------------
 # the lazy variables
 # --------------------------------------------------------------------------------------
-def _bragg_vars(e_da, table: xr.Dataset, lorentz_polarization: bool) -> dict[str, Any]:
+def _bragg_vars(e_da, table: xr.Dataset, lorentz_polarization: bool,
+                tt_range: tuple[float, float]) -> dict[str, Any]:
     import dask.array as da
 
     n_refl = table.sizes["reflection"]
@@ -196,8 +211,10 @@ def _bragg_vars(e_da, table: xr.Dataset, lorentz_polarization: bool) -> dict[str
             "scattering angle 2theta (NaN: no Bragg reflection)", DEGREE)),
         bragg_angle=(er, per_er(_k_theta_block, d=d, what="theta"),
                      attrs("Bragg angle theta", DEGREE)),
-        intensity=(er, per_er(_intensity_block, d=d, f2m=f2m, lp=bool(lorentz_polarization)),
-                   attrs("relative intensity (strongest = 100 at each energy)", DIMENSIONLESS,
+        intensity=(er, per_er(_intensity_block, d=d, f2m=f2m, lp=bool(lorentz_polarization),
+                              tt_range=tuple(tt_range)),
+                   attrs("relative intensity (strongest inside two_theta_range = 100 at each "
+                         "energy)", DIMENSIONLESS,
                          lorentz_polarization=int(bool(lorentz_polarization)))),
     )
 
@@ -238,18 +255,42 @@ def _absorption_vars(e_da, two_theta, elements: dict, rho: float, args: _SweepAr
     return out
 
 
-def _orientation_vars(e_da, table: xr.Dataset, structure, mnt: Mount, stage: str,
-                      plane: str, coords: dict) -> dict[str, Any]:
-    """omega [, chi or phi], diffracted_direction and eta (adds solution and xyz)."""
-    import dask.array as da
-
-    n_refl = table.sizes["reflection"]
+def _g0_lab(table: xr.Dataset, structure, mnt: Mount) -> np.ndarray:
     hkl = np.stack([table[i].values for i in ("h", "k", "l")], axis=1)
     g_cart = hkl.astype(float) @ structure.lattice.reciprocal_lattice.matrix
-    g0 = g_cart @ mnt.matrix.T  # (R, 3) lab frame at zero angles
+    return g_cart @ mnt.matrix.T  # (R, 3) lab frame at zero angles
+
+
+def _orientation_coords(coords: dict) -> None:
     coords["solution"] = ("solution", np.array([0, 1]),
                           attrs("goniometer solution index", DIMENSIONLESS))
     coords["xyz"] = ("xyz", np.array(["x", "y", "z"]), attrs("lab axis (x beam, z up)", units=""))
+    coords["lab"] = ("lab", np.array(["x", "y", "z"]),
+                     attrs("row of the rotation: lab axis (x beam, z up)", units=""))
+    coords["sample"] = ("sample", np.array(["x", "y", "z"]), attrs(
+        "column of the rotation: sample axis (the lab axis at zero angles)", units=""))
+
+
+_ROTATION_ATTRS = attrs("stage rotation R: G_lab = R U G_cart (rows lab, columns sample)",
+                        DIMENSIONLESS)
+
+
+def _rotation_block(solved: np.ndarray, stage: str) -> np.ndarray:
+    tilt = solved[..., 1]
+    zero = np.zeros_like(tilt)
+    chi, phi = (tilt, zero) if stage == "omega-chi" else (
+        (zero, tilt) if stage == "omega-phi" else (zero, zero))
+    return goniometer_rotation(solved[..., 0], chi, phi)
+
+
+def _orientation_vars(e_da, table: xr.Dataset, structure, mnt: Mount, stage: str,
+                      plane: str, coords: dict) -> dict[str, Any]:
+    """omega [, chi or phi], rotation, diffracted_direction and eta (adds the dims' coords)."""
+    import dask.array as da
+
+    n_refl = table.sizes["reflection"]
+    g0 = _g0_lab(table, structure, mnt)
+    _orientation_coords(coords)
     ers = ("energy", "reflection", "solution")
     solved = da.map_blocks(orient_block, e_da, new_axis=[1, 2, 3],
                            chunks=(e_da.chunks[0], (n_refl,), (2,), (6,)), dtype=float,
@@ -260,9 +301,69 @@ def _orientation_vars(e_da, table: xr.Dataset, structure, mnt: Mount, stage: str
         axis = "x" if stage == "omega-chi" else "y"
         out[stage.split("-")[1]] = (ers, solved[..., 1], attrs(
             f"tilt about the sample {axis} axis (riding on omega)", DEGREE))
+    rot = da.map_blocks(_rotation_block, solved, stage=stage, drop_axis=[3], new_axis=[3, 4],
+                        chunks=solved.chunks[:3] + ((3,), (3,)), dtype=float,
+                        meta=np.empty((0, 0, 0, 0, 0), float))
+    out["rotation"] = (ers + ("lab", "sample"), rot, _ROTATION_ATTRS)
     out["diffracted_direction"] = (ers + ("xyz",), solved[..., 2:5], attrs(
         "unit vector of the diffracted beam, lab frame", DIMENSIONLESS))
     out["eta"] = (ers, solved[..., 5], attrs(
+        "azimuth of the diffracted beam about the beam (0 = +y, 90 = +z)", DEGREE))
+    return out
+
+
+def _angles_block(rot: np.ndarray, gonio: Goniometer) -> np.ndarray:
+    return gonio.angles(rot)
+
+
+def _shortest_path_vars(e_da, table: xr.Dataset, structure, mnt: Mount, plane: str,
+                        gonio: Goniometer, normal: np.ndarray, mu, args: _SweepArgs,
+                        coords: dict) -> dict[str, Any]:
+    """The shortest-path stage: rotation, goniometer angles, path, entry/exit angles."""
+    import dask.array as da
+
+    n_refl = table.sizes["reflection"]
+    g0 = _g0_lab(table, structure, mnt)
+    _orientation_coords(coords)
+    ers = ("energy", "reflection", "solution")
+    solved = da.map_blocks(shortest_path_block, e_da, new_axis=[1, 2, 3],
+                           chunks=(e_da.chunks[0], (n_refl,), (2,), (16,)), dtype=float,
+                           meta=np.empty((0, 0, 0, 0), float), g0=g0, n0=normal, plane=plane)
+    rot = solved[..., :9].reshape(solved.shape[:3] + (3, 3))
+    angles = da.map_blocks(_angles_block, rot, gonio=gonio, drop_axis=[3, 4], new_axis=[3],
+                           chunks=rot.chunks[:3] + ((len(gonio.axes),),), dtype=float,
+                           meta=np.empty((0, 0, 0, 0), float))
+    out: dict[str, Any] = {}
+    for i, axis in enumerate(gonio.axes):
+        out[axis.name] = (ers, angles[..., i], attrs(
+            f"{gonio.name} stage angle {axis.name}, about "
+            f"{'-' if axis.sense < 0 else ''}({', '.join(f'{v:g}' for v in axis.direction)}) "
+            f"at zero angles (NaN: no transmission solution)", DEGREE))
+    out["rotation"] = (ers + ("lab", "sample"), rot, _ROTATION_ATTRS)
+    out["path_factor"] = (ers, solved[..., 9], attrs(
+        "mean path through the plate / plate thickness (incident + diffracted, averaged "
+        "over the diffracting depth)", DIMENSIONLESS))
+    out["entry_angle"] = (ers, solved[..., 10], attrs(
+        "angle between the incident beam and the plate normal", DEGREE))
+    out["exit_angle"] = (ers, solved[..., 11], attrs(
+        "angle between the diffracted beam and the plate normal", DEGREE))
+    if args.thickness is not None:
+        thick = np.asarray(args.thickness, dtype=float)
+        if thick.ndim == 1:
+            path = solved[..., 9][..., None] * thick
+            dims = ers + ("thickness",)
+            trans = da.exp(-mu[:, None, None, None] * path)
+        else:
+            path = solved[..., 9] * float(thick)
+            dims = ers
+            trans = da.exp(-mu[:, None, None] * path)
+        out["path_length"] = (dims, path, attrs(
+            "mean path of the beams through the plate", MM))
+        out["path_transmission"] = (dims, trans, attrs(
+            "transmission along the mean path of the beams through the plate", DIMENSIONLESS))
+    out["diffracted_direction"] = (ers + ("xyz",), solved[..., 12:15], attrs(
+        "unit vector of the diffracted beam, lab frame", DIMENSIONLESS))
+    out["eta"] = (ers, solved[..., 15], attrs(
         "azimuth of the diffracted beam about the beam (0 = +y, 90 = +z)", DEGREE))
     return out
 
@@ -304,7 +405,8 @@ def _sweep_attrs(structure, phase, label: str, rho: float, args: _SweepArgs,
 def sweep(
     phase: PhaseLike,
     *,
-    energy_kev: Any,
+    energy_kev: Any = None,
+    wavelength_a: Any = None,
     reflections: Any = None,
     thickness_mm: Any = None,
     two_theta_range: tuple[float, float] | None = None,
@@ -312,6 +414,8 @@ def sweep(
     mount: Any = None,
     stage: str = "omega",
     scattering_plane: str = "vertical",
+    goniometer: Any = None,
+    surface_normal: Any = None,
     d_min: float | None = None,
     density: float | None = None,
     lorentz_polarization: bool = True,
@@ -328,6 +432,8 @@ def sweep(
         Built-in phase name, CIF path or pymatgen Structure.
     energy_kev
         Photon energies (keV), scalar or 1-D array (no duplicates).
+    wavelength_a
+        Instead of ``energy_kev``: wavelengths (Angstrom); the dims stay ``energy``.
     reflections
         ``None``: every reflection family with ``d >= d_min`` that reaches 2theta <=
         ``two_theta_range[1]`` at the highest energy. Else a list of indices (``"10-10"``,
@@ -346,10 +452,18 @@ def sweep(
     stage
         ``"omega"`` (rotation about the vertical axis only), ``"omega-chi"`` (plus the tilt
         chi about the sample's x axis) or ``"omega-phi"`` (tilt phi about its y axis); the
-        two-circle stages fix the scattering plane.
+        two-circle stages fix the scattering plane. ``"shortest-path"``: every circle free,
+        the scattering plane fixed and the rotation about G chosen for the shortest path
+        of the beams through the plate (:mod:`xrdflow._goniometer`).
     scattering_plane
-        For two-circle stages: ``"vertical"`` (diffracted beam up) or ``"horizontal"``
-        (towards +y).
+        For the two-circle and shortest-path stages: ``"vertical"`` (diffracted beam up)
+        or ``"horizontal"`` (towards +y).
+    goniometer
+        With ``stage="shortest-path"``: the stage whose angles are returned, a preset
+        (``"omega-chi-phi"``, default, or ``"dfxrm"``) or axes (:func:`as_goniometer`).
+    surface_normal
+        With ``stage="shortest-path"``: the plate normal, a crystal direction or plane
+        normal (as in :func:`mount`); default the mount's beam direction at zero angles.
     d_min
         Smallest d (A) considered when ``reflections`` is None; default 0.5 A when the 2theta
         range does not already limit it.
@@ -375,7 +489,11 @@ def sweep(
         ``intensity`` (strongest = 100 at each energy), ``attenuation_length`` (mm),
         ``transmission``, ``reachable`` (bool); with a mount ``omega`` [, ``chi`` or ``phi``] (deg),
         ``diffracted_direction`` (unit vector, lab frame) and ``eta`` (deg, azimuth of the
-        diffracted beam about the incident beam, 0 = +y, 90 = +z).
+        diffracted beam about the incident beam, 0 = +y, 90 = +z); ``rotation`` (dims
+        ``..., solution, lab, sample``: ``G_lab = R U G_cart``). With
+        ``stage="shortest-path"`` the goniometer's angles (one variable per axis) instead of
+        omega/chi/phi, plus ``path_factor``, ``entry_angle``, ``exit_angle`` and, with a
+        thickness, ``path_length`` (mm) and ``path_transmission``.
 
     Examples
     --------
@@ -388,12 +506,14 @@ def sweep(
     """
     import dask.array as da
 
+    energy_kev = _energy_or_wavelength(energy_kev, wavelength_a)
     args = _check_sweep_args(energy_kev, two_theta_range, transmission_range, d_min, stage,
                              scattering_plane, thickness_mm, chunks)
     energy = args.energy
     structure = load_phase(phase)
     label = name or phase_name(phase)
     mnt = as_mount(structure, mount)
+    gonio, normal = _stage_args(structure, mnt, stage, goniometer, surface_normal)
     elements, rho = composition(structure, density)
 
     # reflections: all that can reach 2theta <= hi at the highest energy
@@ -413,16 +533,51 @@ def sweep(
     )
     coords.update({k: table[k].variable for k in table.coords})
     data_vars: dict[str, Any] = {k: table[k].variable for k in table.data_vars}
-    data_vars.update(_bragg_vars(e_da, table, lorentz_polarization))
+    data_vars.update(_bragg_vars(e_da, table, lorentz_polarization, args.two_theta_range))
     data_vars.update(_absorption_vars(e_da, data_vars["two_theta"][1], elements, rho, args,
                                       coords))
-    if mnt is not None:
+    if mnt is not None and stage == "shortest-path":
+        mu = 1.0 / data_vars["attenuation_length"][1]
+        data_vars.update(_shortest_path_vars(e_da, table, structure, mnt, scattering_plane,
+                                             gonio, normal, mu, args, coords))
+    elif mnt is not None:
         data_vars.update(_orientation_vars(e_da, table, structure, mnt, stage, scattering_plane,
                                            coords))
     ds = xr.Dataset(data_vars=data_vars, coords=coords)
     ds.attrs.update(_sweep_attrs(structure, phase, label, rho, args, lorentz_polarization,
                                  symprec, mnt, stage, scattering_plane))
+    if gonio is not None:
+        ds.attrs.update(goniometer=gonio.describe(), surface_normal_lab_at_zero=normal.tolist())
+    if mnt is not None:
+        ds.attrs["stage_angles"] = list(gonio.names if gonio is not None else (
+            ["omega"] + ([stage.split("-")[1]] if stage != "omega" else [])))
     return ds
+
+
+def _energy_or_wavelength(energy_kev: Any, wavelength_a: Any) -> Any:
+    if (energy_kev is None) == (wavelength_a is None):
+        raise ValueError("energy_kev, wavelength_a: give exactly one of them")
+    if energy_kev is not None:
+        return energy_kev
+    return HC_KEV_A / positive_array(wavelength_a, "wavelength_a")
+
+
+def _stage_args(structure, mnt: Mount | None, stage: str, goniometer: Any,
+                surface_normal: Any) -> tuple[Goniometer | None, np.ndarray | None]:
+    """The goniometer and the plate normal (lab frame at zero angles) of the stage."""
+    if stage != "shortest-path":
+        for key, value in (("goniometer", goniometer), ("surface_normal", surface_normal)):
+            if value is not None:
+                raise ValueError(f"{key}: only with stage='shortest-path' (the stage "
+                                 f"{stage!r} has its own circles and no plate)")
+        return None, None
+    if mnt is None:
+        raise ValueError("mount: stage='shortest-path' needs the crystal's mount")
+    gonio = as_goniometer("omega-chi-phi" if goniometer is None else goniometer)
+    if surface_normal is None:
+        return gonio, np.array([1.0, 0.0, 0.0])
+    n = mnt.matrix @ _cartesian(structure, surface_normal)
+    return gonio, n / np.linalg.norm(n)
 
 
 # --------------------------------------------------------------------------------------
@@ -470,12 +625,11 @@ def sweep_table(ds: xr.Dataset, energy_kev: float, *, thickness_mm: float | None
     else:
         lines.append(f"attenuation length {float(row.attenuation_length):.4g} mm")
     cols = ["reflection", "d (A)", "q (1/nm)", "2theta", "theta", "mult", "I rel", "reach"]
-    has_omega = "omega" in row
-    if has_omega:
-        cols += ["omega1", "omega2"]
-    tilt_name = "chi" if "chi" in row else ("phi" if "phi" in row else None)
-    if tilt_name:
-        cols += [f"{tilt_name}1", f"{tilt_name}2"]
+    angle_names = [a for a in ds.attrs.get("stage_angles", []) if a in row]
+    for a in angle_names:
+        cols += [f"{a}1", f"{a}2"]
+    if "path_factor" in row:
+        cols += ["path/t 1", "path/t 2"]
     rows = []
     for i in range(n_all):
         if reachable_only and not reach[i]:
@@ -485,10 +639,10 @@ def sweep_table(ds: xr.Dataset, energy_kev: float, *, thickness_mm: float | None
                 f"{float(r.two_theta):.4f}", f"{float(r.bragg_angle):.4f}",
                 f"{int(r.multiplicity)}", f"{float(r.intensity):.2f}",
                 "yes" if reach[i] else "no"]
-        if has_omega:
-            vals += [f"{v:.3f}" for v in r.omega.values]
-        if tilt_name:
-            vals += [f"{v:.3f}" for v in r[tilt_name].values]
+        for a in angle_names:
+            vals += [f"{v:.3f}" for v in r[a].values]
+        if "path_factor" in row:
+            vals += [f"{v:.4f}" for v in r.path_factor.values]
         rows.append(vals)
     widths = [max(len(c), *(len(v[j]) for v in rows)) if rows else len(c)
               for j, c in enumerate(cols)]

@@ -252,7 +252,8 @@ def nonnegative_array(value: Any, name: str) -> np.ndarray:
 # ------------------------------------------------------- planner (crystal, sweep) vocabularies
 #: absorption cross-sections (xraydb): photo-absorption + coherent + incoherent, or photo only
 ABSORPTION_KINDS = ("total", "photo")
-#: goniometer stages of a sweep: omega only, or omega plus a tilt about the sample's x / y axis
-STAGES = ("omega", "omega-chi", "omega-phi")
+#: goniometer stages of a sweep: omega only, omega plus a tilt about the sample's x / y axis,
+#: or every circle free with the shortest path through the plate (xrdflow._goniometer)
+STAGES = ("omega", "omega-chi", "omega-phi", "shortest-path")
 #: fixed scattering plane of the two-circle stages: diffracted beam up, or towards +y
 SCATTERING_PLANES = ("vertical", "horizontal")

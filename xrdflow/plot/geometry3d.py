@@ -85,6 +85,8 @@ def experiment_scene(
     mount: Any,
     stage: str = "omega",
     scattering_plane: str = "vertical",
+    goniometer: Any = None,
+    surface_normal: Any = None,
     solution: int = 0,
     sample_size_mm: tuple[float, float, float] = (1.0, 1.0, 1.0),
     distance_mm: float | None = None,
@@ -100,7 +102,7 @@ def experiment_scene(
         Photon energy (keV).
     reflection
         Indices of the reflection to bring into the Bragg condition (``"10-11"``).
-    mount, stage, scattering_plane
+    mount, stage, scattering_plane, goniometer, surface_normal
         As in :func:`xrdflow.sweep`.
     solution
         Which of the two goniometer solutions (0 or 1).
@@ -126,18 +128,20 @@ def experiment_scene(
     size, dist, det = _check_scene_args(solution, sample_size_mm, distance_mm, detector_size_mm)
     structure = load_phase(phase)
     sol = _bragg_solution(structure, energy_kev, reflection, mount, stage, scattering_plane,
-                          solution)
+                          solution, goniometer, surface_normal)
     big = float(size.max())
     segs = (_beam_segments(sol, dist, big) + _cell_segments(sol, structure, size)
             + _triad_segments(dist, big))
     boxes = _scene_boxes(sol, size, dist, det)
     r, ds = sol.row, sol.ds
-    tilt = f", chi {sol.chi:.3f}" if "chi" in r else (f", phi {sol.phi:.3f}" if "phi" in r else "")
+    angles = ", ".join(f"{k} {v:.3f}°" for k, v in sol.angles.items())
     title = (f"{ds.attrs['phase']} {r.hkl.values} at {float(energy_kev):g} keV: "
-             f"2θ {sol.two_theta:.3f}°, omega {sol.omega:.3f}°{tilt} ({ds.attrs['mount']})")
+             f"2θ {sol.two_theta:.3f}°, {angles} ({ds.attrs['mount']})")
     info = dict(phase=ds.attrs["phase"], reflection=str(r.reflection.values),
-                energy_kev=float(energy_kev), two_theta_deg=sol.two_theta, omega_deg=sol.omega,
-                chi_deg=sol.chi, phi_deg=sol.phi, stage=stage, mount=ds.attrs["mount"],
+                energy_kev=float(energy_kev), two_theta_deg=sol.two_theta,
+                **{f"{k}_deg": v for k, v in sol.angles.items()},
+                stage=stage, goniometer=ds.attrs.get("goniometer", stage),
+                rotation=sol.rot.ravel().tolist(), mount=ds.attrs["mount"],
                 mount_U=sol.u.ravel().tolist(), diffracted_direction=sol.kout.tolist(),
                 schematic="angles true, lengths schematic (mm scene units)")
     return Scene(tuple(segs), tuple(boxes), title, info)
@@ -158,10 +162,8 @@ def _check_scene_args(solution, sample_size_mm, distance_mm, detector_size_mm):
 class _Solution(NamedTuple):
     ds: Any  # the one-energy, one-reflection sweep
     row: Any  # ds at that energy and reflection
-    omega: float
-    chi: float
-    phi: float
-    rot: np.ndarray  # goniometer rotation R
+    angles: dict  # stage angle name -> degrees
+    rot: np.ndarray  # stage rotation R
     u: np.ndarray  # mount matrix U
     kout: np.ndarray  # unit diffracted direction
     g_lab: np.ndarray  # the reflection's G in the lab, at the solution
@@ -169,25 +171,23 @@ class _Solution(NamedTuple):
 
 
 def _bragg_solution(structure, energy_kev, reflection, mount, stage, scattering_plane,
-                    solution) -> _Solution:
-    from .._mounts import goniometer_rotation
+                    solution, goniometer=None, surface_normal=None) -> _Solution:
     from .._sweep import sweep
 
     ds = sweep(structure, energy_kev=[float(energy_kev)], reflections=[reflection], mount=mount,
-               stage=stage, scattering_plane=scattering_plane).compute()
+               stage=stage, scattering_plane=scattering_plane, goniometer=goniometer,
+               surface_normal=surface_normal).compute()
     r = ds.isel(energy=0, reflection=0)
-    omega = float(r.omega[solution])
-    if not math.isfinite(omega):
+    rot = r.rotation[solution].values
+    if not np.all(np.isfinite(rot)):
         raise ValueError(
             f"reflection: {reflection} has no {stage} goniometer solution at {energy_kev} keV "
             f"with this mount")
-    chi = float(r.chi[solution]) if "chi" in r else 0.0
-    phi = float(r.phi[solution]) if "phi" in r else 0.0
-    rot = goniometer_rotation(omega, chi, phi)
+    angles = {name: float(r[name][solution]) for name in ds.attrs["stage_angles"]}
     u = np.asarray(ds.attrs["mount_U"], dtype=float).reshape(3, 3)
     hkl = np.array([int(r.h), int(r.k), int(r.l)], dtype=float)
     g_lab = rot @ u @ (hkl @ structure.lattice.reciprocal_lattice.matrix)
-    return _Solution(ds, r, omega, chi, phi, rot, u, r.diffracted_direction[solution].values,
+    return _Solution(ds, r, angles, rot, u, r.diffracted_direction[solution].values,
                      g_lab, float(r.two_theta))
 
 
