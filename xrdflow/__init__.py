@@ -44,7 +44,9 @@ _EXPORTS = {
     "write_result": "nexus.peaks",
     "open_result": "nexus.peaks",
     "sweep": "_sweep",
-    "sweep_table": "_sweep",
+    "sweep_table": "_plan",
+    "plan": "_plan",
+    "plan_table": "_plan",
     "write_sweep": "nexus.sweep",
 }
 

@@ -67,6 +67,13 @@ def _cartesian(structure, spec: Any) -> np.ndarray:
     return three @ structure.lattice.reciprocal_lattice.matrix
 
 
+def _named_cartesian(structure, spec: Any, name: str) -> np.ndarray:
+    try:
+        return _cartesian(structure, spec)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
 def default_beam(structure, vertical: Any) -> str:
     """The plate normal (beam at zero angles) assumed when only ``vertical`` is given.
 
@@ -132,10 +139,10 @@ def mount(phase: PhaseLike, *, vertical: Any, beam: Any = None) -> Mount:
     [0.0, 0.0, 1.0]
     """
     structure = load_phase(phase)
+    z = _named_cartesian(structure, vertical, "vertical")
     if beam is None:
         beam = default_beam(structure, vertical)
-    z = _cartesian(structure, vertical)
-    x = _cartesian(structure, beam)
+    x = _named_cartesian(structure, beam, "beam")
     z = z / np.linalg.norm(z)
     xn = x / np.linalg.norm(x)
     xp = xn - np.dot(xn, z) * z

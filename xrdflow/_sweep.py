@@ -382,6 +382,10 @@ def _sweep_attrs(structure, phase, label: str, rho: float, args: _SweepArgs,
         lattice_abc_angstrom=", ".join(f"{v:.6f}" for v in structure.lattice.abc),
         lattice_angles_deg=", ".join(f"{v:.4f}" for v in structure.lattice.angles),
         composition=structure.composition.reduced_formula,
+        cell_volume_a3=float(structure.lattice.volume),
+        electrons_per_cell=float(sum(sp.Z * occ for site in structure
+                                     for sp, occ in site.species.items())),
+        formula_units_per_cell=int(structure.composition.get_reduced_composition_and_factor()[1]),
         density_g_cm3=rho,
         two_theta_range=list(args.two_theta_range),
         transmission_range=list(args.transmission_range),
@@ -416,6 +420,9 @@ def sweep(
     scattering_plane: str = "vertical",
     goniometer: Any = None,
     surface_normal: Any = None,
+    lens: Any = None,
+    lens_distance_mm: float | None = None,
+    lens_magnification: float | None = None,
     d_min: float | None = None,
     density: float | None = None,
     lorentz_polarization: bool = True,
@@ -464,6 +471,11 @@ def sweep(
     surface_normal
         With ``stage="shortest-path"``: the plate normal, a crystal direction or plane
         normal (as in :func:`mount`); default the mount's beam direction at zero angles.
+    lens, lens_distance_mm, lens_magnification
+        An objective lens (CRL: a TOML file or mapping, :func:`xrdflow.crl_optics`) and
+        its imaging condition (the sample-detector distance or the magnification): adds
+        the lens' variables over energy (``focal_length_mm``, ``d1_mm``, ``d2_mm``,
+        ``magnification``...).
     d_min
         Smallest d (A) considered when ``reflections`` is None; default 0.5 A when the 2theta
         range does not already limit it.
@@ -544,6 +556,10 @@ def sweep(
         data_vars.update(_orientation_vars(e_da, table, structure, mnt, stage, scattering_plane,
                                            coords))
     ds = xr.Dataset(data_vars=data_vars, coords=coords)
+    if lens is not None:
+        ds = _with_lens(ds, lens, energy, lens_distance_mm, lens_magnification)
+    elif lens_distance_mm is not None or lens_magnification is not None:
+        raise ValueError("lens_distance_mm, lens_magnification: need lens")
     ds.attrs.update(_sweep_attrs(structure, phase, label, rho, args, lorentz_polarization,
                                  symprec, mnt, stage, scattering_plane))
     if gonio is not None:
@@ -552,6 +568,23 @@ def sweep(
         ds.attrs["stage_angles"] = list(gonio.names if gonio is not None else (
             ["omega"] + ([stage.split("-")[1]] if stage != "omega" else [])))
     return ds
+
+
+def _with_lens(ds: xr.Dataset, lens: Any, energy: np.ndarray, distance: float | None,
+               magnification: float | None) -> xr.Dataset:
+    from ._crl import crl_optics
+
+    optics = crl_optics(lens, energy_kev=energy, total_distance_mm=distance,
+                        magnification=magnification)
+    optics = optics.assign_coords(energy=ds.energy)
+    clash = set(optics.data_vars) & set(ds.data_vars)
+    if clash:  # pragma: no cover - the names are distinct by design
+        raise ValueError(f"lens: variables {sorted(clash)} clash with the sweep's")
+    out = xr.merge([ds, optics.drop_vars([c for c in optics.coords if c in ds.coords
+                                          and c != "energy"])], combine_attrs="override")
+    out.attrs["lens"] = str(optics.attrs.get("lens", lens))
+    out.attrs["lens_model"] = str(optics.attrs.get("model", ""))
+    return out
 
 
 def _energy_or_wavelength(energy_kev: Any, wavelength_a: Any) -> Any:
@@ -580,74 +613,4 @@ def _stage_args(structure, mnt: Mount | None, stage: str, goniometer: Any,
     return gonio, n / np.linalg.norm(n)
 
 
-# --------------------------------------------------------------------------------------
-# reporting and export
-# --------------------------------------------------------------------------------------
-def sweep_table(ds: xr.Dataset, energy_kev: float, *, thickness_mm: float | None = None,
-                reachable_only: bool = True) -> str:
-    """Plain-text table of the reflections at the sweep energy nearest ``energy_kev``.
-
-    Parameters
-    ----------
-    ds
-        A dataset from :func:`sweep`.
-    energy_kev
-        Energy (keV); the nearest energy of the sweep is used (stated in the header).
-    thickness_mm
-        For a sweep with a thickness dimension: the thickness to report (nearest).
-    reachable_only
-        List only reachable reflections.
-
-    Examples
-    --------
-    >>> ds = sweep("Mg", energy_kev=[87.1], two_theta_range=(2.5, 3.5))
-    >>> print(sweep_table(ds, 87.1).splitlines()[0])
-    Mg at 87.1 keV (lambda = 0.142347 A), 2theta range 2.5-3.5 deg: 3 of 3 reflections reachable
-    """
-    e = float(positive_array(energy_kev, "energy_kev"))
-    row = ds.sel(energy=e, method="nearest")
-    if "thickness" in row.dims:
-        if thickness_mm is None:
-            raise ValueError("thickness_mm: the sweep has several thicknesses, choose one")
-        row = row.sel(thickness=thickness_mm, method="nearest")
-    row = row.compute()
-    reach = row.reachable.values.astype(bool)
-    n_all = int(row.sizes["reflection"])
-    lo, hi = ds.attrs.get("two_theta_range", [0.0, 180.0])
-    head = (f"{ds.attrs.get('phase', '')} at {float(row.energy):g} keV "
-            f"(lambda = {float(row.wavelength):.6f} A), 2theta range {lo:g}-{hi:g} deg: "
-            f"{int(reach.sum())} of {n_all} reflections reachable")
-    lines = [head]
-    if "transmission" in row:
-        lines.append(f"thickness {float(row.thickness):g} mm: transmission "
-                     f"{float(row.transmission):.4g}, attenuation length "
-                     f"{float(row.attenuation_length):.4g} mm")
-    else:
-        lines.append(f"attenuation length {float(row.attenuation_length):.4g} mm")
-    cols = ["reflection", "d (A)", "q (1/nm)", "2theta", "theta", "mult", "I rel", "reach"]
-    angle_names = [a for a in ds.attrs.get("stage_angles", []) if a in row]
-    for a in angle_names:
-        cols += [f"{a}1", f"{a}2"]
-    if "path_factor" in row:
-        cols += ["path/t 1", "path/t 2"]
-    rows = []
-    for i in range(n_all):
-        if reachable_only and not reach[i]:
-            continue
-        r = row.isel(reflection=i)
-        vals = [str(r.reflection.values), f"{float(r.d_spacing):.5f}", f"{float(r.q):.3f}",
-                f"{float(r.two_theta):.4f}", f"{float(r.bragg_angle):.4f}",
-                f"{int(r.multiplicity)}", f"{float(r.intensity):.2f}",
-                "yes" if reach[i] else "no"]
-        for a in angle_names:
-            vals += [f"{v:.3f}" for v in r[a].values]
-        if "path_factor" in row:
-            vals += [f"{v:.4f}" for v in r.path_factor.values]
-        rows.append(vals)
-    widths = [max(len(c), *(len(v[j]) for v in rows)) if rows else len(c)
-              for j, c in enumerate(cols)]
-    lines.append("  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(cols, widths))))
-    for vals in rows:
-        lines.append("  ".join(v.rjust(w) if j else v.ljust(w)
-                               for j, (v, w) in enumerate(zip(vals, widths))))
-    return "\n".join(lines)
+from ._plan import sweep_table  # noqa: E402  (re-exported: reporting lives in _plan)

@@ -308,43 +308,19 @@ def _cmd_strain(args) -> int:
 
 
 def _add_sweep(sub) -> None:
-    p = sub.add_parser("sweep", help="plan an experiment: reflections against energy",
-                       description="Bragg angles, reachability and transmission over an energy range; "
-                                   "prints the reachable reflections at one energy and writes the dataset.")
-    p.add_argument("phase", help="built-in phase name, or a CIF file")
-    p.add_argument("--energy", nargs=3, type=float, metavar=("LOW", "HIGH", "N"), required=True,
-                   help="energy range in keV and number of points")
-    p.add_argument("--at", type=float, help="energy (keV) for the printed table (default: the middle)")
-    p.add_argument("--thickness-mm", type=float, nargs="+", help="sample thickness(es) in mm")
-    p.add_argument("--two-theta-range", nargs=2, type=float, metavar=("LOW", "HIGH"),
-                   help="2theta range the instrument reaches (deg)")
-    p.add_argument("--mount", nargs=2, metavar=("VERTICAL", "BEAM"),
-                   help="crystal directions along the goniometer axis and the beam, e.g. [0001] [2-1-10]")
-    p.add_argument("-o", "--output", type=Path, help="write the dataset (.nc or .nxs)")
-    p.set_defaults(func=_cmd_sweep)
+    from ._cli_plan import add_sweep
+
+    add_sweep(sub)
 
 
-def _cmd_sweep(args) -> int:
-    import numpy as np
+def _add_plan(sub) -> None:
+    from ._cli_plan import add_plan
 
-    from . import sweep, sweep_table, write_sweep
-
-    lo, hi, n = args.energy
-    if n != int(n) or n < 1:
-        raise ValueError(f"--energy: N must be a positive integer, got {n}")
-    if not 0 < lo < hi:
-        raise ValueError(f"--energy: need 0 < LOW < HIGH (keV), got {lo:g} {hi:g}")
-    mount = {"vertical": args.mount[0], "beam": args.mount[1]} if args.mount else None
-    ds = sweep(args.phase, energy_kev=np.linspace(lo, hi, int(n)), thickness_mm=args.thickness_mm,
-               two_theta_range=tuple(args.two_theta_range) if args.two_theta_range else None, mount=mount)
-    at = args.at if args.at is not None else (lo + hi) / 2
-    print(sweep_table(ds, at, thickness_mm=args.thickness_mm[0] if args.thickness_mm else None))
-    if args.output:
-        print(f"wrote {write_sweep(ds, args.output)}")
-    return 0
+    add_plan(sub)
 
 
-_COMMANDS = [_add_demo, _add_run, _add_ingest, _add_calibrate, _add_integrate, _add_fit, _add_strain, _add_sweep]
+_COMMANDS = [_add_demo, _add_run, _add_ingest, _add_calibrate, _add_integrate, _add_fit, _add_strain,
+             _add_sweep, _add_plan]
 
 
 def build_parser() -> argparse.ArgumentParser:

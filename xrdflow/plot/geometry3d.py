@@ -134,7 +134,7 @@ def experiment_scene(
             + _triad_segments(dist, big))
     boxes = _scene_boxes(sol, size, dist, det)
     r, ds = sol.row, sol.ds
-    angles = ", ".join(f"{k} {v:.3f}°" for k, v in sol.angles.items())
+    angles = ", ".join(f"{k} {round(v, 3) + 0.0:.3f}°" for k, v in sol.angles.items())
     title = (f"{ds.attrs['phase']} {r.hkl.values} at {float(energy_kev):g} keV: "
              f"2θ {sol.two_theta:.3f}°, {angles} ({ds.attrs['mount']})")
     info = dict(phase=ds.attrs["phase"], reflection=str(r.reflection.values),

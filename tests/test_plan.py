@@ -1,0 +1,131 @@
+"""One planned experiment: xrdflow.plan, plan_table and the `xrdflow plan` / `sweep` commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from xrdflow import plan, plan_table, sweep
+from xrdflow.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "xrdflow.cli", *args], capture_output=True,
+                          text=True)
+
+
+def _rows(text: str, label: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if line.startswith(label + " ")]
+
+
+def test_plan_prints_the_member_asked_for_not_its_family(capsys):
+    # Mg (0,1,-1,1) and (1,0,-1,1) are one family; with [0001] up and [2-1-10] along the
+    # beam they need different angles. The printed angles are the asked member's.
+    mount = {"vertical": "[0001]", "beam": "[2-1-10]"}
+    for member in ("01-11", "10-11"):
+        assert main(["plan", "Mg", "--energy", "30", "--reflection", member, "--vertical",
+                     "[0001]", "--beam", "[2-1-10]", "--goniometer", "dfxrm"]) == 0
+        out = capsys.readouterr().out
+        rows = _rows(out, f"Mg {member}")
+        assert len(rows) == 3  # the reflection line and two orientation solutions
+        ref = sweep("Mg", energy_kev=30.0, reflections=[member], mount=mount,
+                    stage="shortest-path", goniometer="dfxrm").compute()
+        for s, row in enumerate(rows[1:]):
+            assert row[2] == str(s)
+            got = [float(v) for v in row[3:6]]
+            want = [float(ref[n][0, 0, s]) for n in ("phi", "chi", "omega")]
+            np.testing.assert_allclose(got, want, atol=6e-5)
+    a = sweep("Mg", energy_kev=30.0, reflections=["01-11"], mount=mount, stage="shortest-path")
+    b = sweep("Mg", energy_kev=30.0, reflections=["10-11"], mount=mount, stage="shortest-path")
+    assert not np.allclose(a.rotation.values, b.rotation.values)
+
+
+def test_plan_table_has_the_crystal_and_absorption():
+    ds = plan("Fe-bcc", energy_kev=40.0, reflection="110", mount={"vertical": "(110)"},
+              thickness_mm=0.05)
+    text = plan_table(ds)
+    assert "Fe-bcc: Fe, space group Im-3m, density 7.8" in text
+    assert "volume 23.5" in text  # a = 2.8665 A
+    mu = 1.0 / float(ds.attenuation_length[0])
+    assert f"transmission {np.exp(-mu * 0.05):.4g}" in text
+    # symmetric Laue: up = Q, the plate normal (beam) perpendicular to it
+    theta = float(ds.bragg_angle[0, 0])
+    np.testing.assert_allclose(ds.entry_angle.values, theta, atol=1e-9)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--energy", "17", "--reflection", "1x1"], "reflections: cannot read"),
+    (["--energy", "17", "--reflection", "100"], "forbidden"),
+    (["--energy", "1", "--reflection", "111"], "cannot diffract Al 111"),
+    (["--energy", "17", "--vertical", "(111)", "--beam", "[222]"], "beam: .* parallel"),
+    (["--energy", "17", "--vertical", "[1x1]"], "vertical: cannot read"),
+    (["--energy", "17", "--beam", "[100]"], "--beam: needs --vertical"),
+    (["--energy", "17", "--reflection", "111", "--figure-3d", "x.png"], "need a mount"),
+    (["--energy", "17", "--vertical", "(111)", "--stage", "omega", "--goniometer", "dfxrm"],
+     "only with --stage shortest-path"),
+    (["--energy", "17", "--vertical", "(111)", "--goniometer", "kappa"], "unknown preset"),
+    (["--energy", "17", "--magnification", "10"], "need --lens"),
+])
+def test_plan_errors_are_one_line_naming_the_argument(args, match):
+    proc = run_cli("plan", "Al", *args)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert proc.stderr.startswith("xrdflow plan: error: ")
+    import re
+    assert re.search(match, proc.stderr), proc.stderr
+
+
+def test_sweep_takes_one_energy_and_the_stage(capsys):
+    assert main(["sweep", "Al", "--energy", "17", "--mount", "(111)", "--stage",
+                 "shortest-path", "--reflection", "111", "200"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Al at 17 keV")
+    assert "omega1" in out and "path/t 1" in out
+    assert main(["sweep", "Al", "--energy", "17", "17", "1"]) == 0
+    proc = run_cli("sweep", "Al", "--energy", "17", "10", "5")
+    assert proc.returncode == 1 and "need 0 < LOW < HIGH" in proc.stderr
+
+
+def test_custom_goniometer_file(tmp_path, capsys):
+    spec = tmp_path / "stage.toml"
+    spec.write_text('name = "hexapod"\n[[axes]]\nname = "mu"\ndirection = "y"\nsense = -1\n'
+                    '[[axes]]\nname = "roll"\ndirection = [1, 0, 0]\n'
+                    '[[axes]]\nname = "spin"\ndirection = "z"\n')
+    assert main(["plan", "Al", "--energy", "17", "--reflection", "111", "--vertical", "(111)",
+                 "--goniometer", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "mu (deg)" in out and "hexapod" in out
+    rows = _rows(out, "Al 111")
+    theta = float(rows[0][5])
+    # left-handed about y: the rocking reads +theta where the right-handed dfxrm reads -theta
+    assert float(rows[1][3]) == pytest.approx(theta, abs=1e-4)
+
+
+def test_scene_outputs_as_a_person_sees_them(tmp_path, capsys):
+    png, pdf, gltf = tmp_path / "scene.png", tmp_path / "scene.pdf", tmp_path / "scene.gltf"
+    base = ["plan", "Al", "--energy", "17", "--reflection", "111", "--vertical", "(111)",
+            "--goniometer", "dfxrm", "--thickness-mm", "0.3"]
+    assert main(base + ["--figure-3d", str(png), "--gltf", str(gltf)]) == 0
+    assert main(base + ["--figure-3d", str(pdf), "--solution", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {png}" in out and f"wrote {gltf}" in out
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("L"), dtype=float)
+    assert img.shape[0] > 300 and img.shape[1] > 300
+    assert img.std() > 5  # not a blank canvas
+    scene = json.loads(gltf.read_text())
+    names = {n.get("name") for n in scene["nodes"]}
+    assert {"sample", "diffracted_beam", "incident_beam", "detector"} <= names
+    assert pdf.read_bytes().startswith(b"%PDF")
+    if shutil.which("pdftoppm"):
+        subprocess.run(["pdftoppm", "-png", "-r", "50", str(pdf), str(tmp_path / "page")],
+                       check=True)
+        page = np.asarray(Image.open(next(tmp_path.glob("page*.png"))).convert("L"), float)
+        assert page.std() > 5
+    assert not list(tmp_path.glob("*.partial"))
