@@ -36,3 +36,24 @@ class TimeSweep:
     def peakmem_compute(self, n_energy, mount):
         sweep("Mg", energy_kev=self.energy, d_min=0.6, thickness_mm=[0.5, 2.0],
               mount=self.mount).compute()
+
+
+class TimeShortestPath:
+    """The shortest-path solver over about 1e5 energy x reflection points (Al, 22 reflections)."""
+
+    params = [[500, 5_000]]
+    param_names = ["n_energy"]
+
+    def setup(self, n_energy):
+        self.energy = np.linspace(8.0, 80.0, n_energy)
+        self.kw = dict(mount={"vertical": "(111)"}, stage="shortest-path", goniometer="dfxrm",
+                       d_min=0.55)
+        sweep("Al", energy_kev=self.energy[:4], **self.kw).compute()  # warm imports
+
+    def time_compute(self, n_energy):
+        sweep("Al", energy_kev=self.energy, **self.kw)[
+            ["rotation", "phi", "chi", "omega", "path_factor"]].compute()
+
+    def peakmem_compute(self, n_energy):
+        sweep("Al", energy_kev=self.energy, **self.kw)[
+            ["rotation", "phi", "chi", "omega", "path_factor"]].compute()
