@@ -129,3 +129,38 @@ def test_scene_outputs_as_a_person_sees_them(tmp_path, capsys):
         page = np.asarray(Image.open(next(tmp_path.glob("page*.png"))).convert("L"), float)
         assert page.std() > 5
     assert not list(tmp_path.glob("*.partial"))
+
+
+LENS = __import__("pathlib").Path(__file__).parent / "data" / "lens_id06.toml"
+
+
+def test_sweep_with_a_lens_carries_the_lens_optics():
+    from xrdflow import crl_optics
+
+    energy = [15.0, 17.0, 20.0]
+    ds = sweep("Al", energy_kev=energy, reflections=["111"], mount={"vertical": "(111)"},
+               stage="shortest-path", lens=LENS, lens_distance_mm=5000.0)
+    ref = crl_optics(LENS, energy_kev=energy, total_distance_mm=5000.0)
+    for var in ("focal_length_mm", "d1_mm", "d2_mm", "magnification"):
+        np.testing.assert_allclose(ds[var].values, ref[var].values, rtol=1e-12, err_msg=var)
+    assert ds.d1_mm.attrs["units"] == "mm"
+    assert "88 lenslets" in ds.attrs["lens"]
+    with pytest.raises(ValueError, match="need lens"):
+        sweep("Al", energy_kev=17.0, lens_magnification=10.0)
+
+
+def test_plan_with_a_lens_prints_and_writes_it(tmp_path, capsys):
+    import h5py
+
+    out = tmp_path / "plan.nxs"
+    assert main(["plan", "Al", "--energy", "17", "--reflection", "111", "--vertical", "(111)",
+                 "--lens", str(LENS), "--magnification", "18", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "magnification 18.000" in text and "focal length 267.5" in text
+    with h5py.File(out, "r") as f:
+        names = []
+        f.visit(names.append)
+    assert any(n.endswith("rotation") for n in names)
+    assert any(n.endswith("d1_mm") for n in names)
+    proc = run_cli("plan", "Al", "--energy", "17", "--lens", str(LENS))
+    assert proc.returncode == 1 and "--lens-distance-mm or --magnification" in proc.stderr

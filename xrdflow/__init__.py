@@ -48,6 +48,8 @@ _EXPORTS = {
     "plan": "_plan",
     "plan_table": "_plan",
     "write_sweep": "nexus.sweep",
+    "crl_optics": "_crl",
+    "read_lens": "_crl",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
