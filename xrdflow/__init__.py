@@ -49,6 +49,8 @@ _EXPORTS = {
     "plan_table": "_plan",
     "write_sweep": "nexus.sweep",
     "crl_optics": "_crl",
+    "Goniometer": "_goniometer",
+    "goniometer": "_goniometer",
     "read_lens": "_crl",
 }
 

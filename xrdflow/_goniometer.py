@@ -53,7 +53,7 @@ import numpy as np
 
 from .units import HC_KEV_A
 
-__all__ = ["Axis", "Goniometer", "GONIOMETERS", "as_goniometer", "axis_rotation",
+__all__ = ["Axis", "Goniometer", "GONIOMETERS", "as_goniometer", "goniometer", "axis_rotation",
            "shortest_path_block"]
 
 _NAMED_AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
@@ -288,6 +288,10 @@ def as_goniometer(value: Any) -> Goniometer:
         else:
             raise ValueError(f"goniometer: cannot read axis {item!r}")
     return Goniometer(name, tuple(out))
+
+
+#: the public name (``xrdflow.goniometer``)
+goniometer = as_goniometer
 
 
 # --------------------------------------------------------------------------------------

@@ -308,13 +308,13 @@ def _cmd_strain(args) -> int:
 
 
 def _add_sweep(sub) -> None:
-    from ._cli_plan import add_sweep
+    from .cli_plan import add_sweep
 
     add_sweep(sub)
 
 
 def _add_plan(sub) -> None:
-    from ._cli_plan import add_plan
+    from .cli_plan import add_plan
 
     add_plan(sub)
 

@@ -1,4 +1,4 @@
-"""The planner's commands: ``xrdflow plan`` (one experiment) and ``xrdflow sweep`` (ranges).
+"""The planner's commands (part of :mod:`xrdflow.cli`): ``xrdflow plan`` (one experiment) and ``xrdflow sweep`` (ranges).
 
 Argument parsing and calls to the public functions only (as :mod:`xrdflow.cli`).
 """
@@ -45,10 +45,10 @@ def _goniometer(value: str | None):
         raise ValueError(f"--goniometer: cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"--goniometer: {path} is not valid TOML: {exc}") from None
-    from ._goniometer import as_goniometer
+    from . import goniometer
 
     try:
-        return as_goniometer({"name": spec.get("name", path.stem), "axes": spec.get("axes")})
+        return goniometer({"name": spec.get("name", path.stem), "axes": spec.get("axes")})
     except ValueError as exc:
         raise ValueError(f"--goniometer: {path}: {exc}") from None
 
