@@ -1,8 +1,9 @@
 """Miller indices and reciprocal-lattice families: the numbers behind :mod:`xrdflow.crystal`.
 
-Energy independent and label free: index parsing, reflection labels, the Laue group,
-structure factors (pymatgen's form factors), multiplicities, the enumeration of
-symmetry-distinct families, and coincident d-spacings. :mod:`xrdflow.crystal` turns these
+Label free: index parsing, reflection labels, the Laue group, structure factors
+(Waasmaier-Kirfel f0, Chantler f', f'' and Debye-Waller factors from xraydb and the CIF, via
+:mod:`xrdflow._scattering`), absences, multiplicities, the enumeration of symmetry-distinct
+families, and coincident d-spacings. :mod:`xrdflow.crystal` turns these
 into labeled Datasets; :mod:`xrdflow._mounts` uses the index parsing.
 """
 
@@ -16,12 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from .options import boolean, positive_array
+
 __all__ = [
     "parse_indices",
     "three_indices",
     "hkl_label",
     "laue_rotations",
     "structure_factor_sq",
+    "absent",
     "multiplicity",
     "families",
     "coincident_labels",
@@ -113,31 +117,85 @@ def laue_rotations(structure, symprec: float) -> np.ndarray:
 
 
 
-def structure_factor_sq(structure, hkl: np.ndarray,
-                         debye_waller_factors: Mapping[str, float] | None = None) -> np.ndarray:
-    """|F(hkl)|^2 (electrons^2) for integer indices ``hkl`` (n, 3), pymatgen's form factors."""
-    from pymatgen.analysis.diffraction.xrd import ATOMIC_SCATTERING_PARAMS
+def structure_factor_sq(structure, hkl: np.ndarray, *, energy_kev: Any = None,
+                        anomalous: bool = True, debye_waller: Any = "cif",
+                        debye_waller_factors: Mapping[str, float] | None = None,
+                        friedel_mean: bool = False) -> np.ndarray:
+    """|F(hkl)|^2 (electrons^2) for integer indices ``hkl`` (n, 3).
 
-    hkl = np.asarray(hkl, dtype=float).reshape(-1, 3)
-    recip = structure.lattice.reciprocal_lattice_crystallographic.matrix
-    g = np.linalg.norm(hkl @ recip, axis=1)
-    s2 = (g / 2.0) ** 2
-    dw = dict(debye_waller_factors or {})
-    f = np.zeros(len(hkl), dtype=np.complex128)
-    for site in structure:
-        phase = np.exp(2j * np.pi * (hkl @ site.frac_coords))
-        for sp, occ in site.species.items():
-            symbol = sp.symbol
-            try:
-                coeff = np.asarray(ATOMIC_SCATTERING_PARAMS[symbol], dtype=float)
-            except KeyError:
-                raise ValueError(f"phase: no X-ray scattering factors for element {symbol}") from None
-            fs = sp.Z - 41.78214 * s2 * np.sum(
-                coeff[:, 0] * np.exp(-coeff[:, 1] * s2[:, None]), axis=1)
-            if dw.get(symbol):
-                fs = fs * np.exp(-dw[symbol] * s2)
-            f += occ * fs * phase
-    return (f * f.conj()).real
+    ``F = sum_j occ_j [f0_j(s) + f'_j(E) + i f''_j(E)] exp(-B_j s^2) exp(2 pi i hkl . x_j)``,
+    ``s = 1/(2 d)``: Waasmaier-Kirfel ``f0`` and Chantler ``f'``, ``f''`` from xraydb (see
+    :mod:`xrdflow._scattering` for the conventions; ``xraydb.f1_chantler`` is ``f'`` alone).
+
+    Parameters
+    ----------
+    energy_kev
+        None: ``f0`` only (``anomalous`` is then ignored), shape ``(n,)``. A scalar: at
+        that energy, shape ``(n,)``. A 1-D array: shape ``(n_energy, n)``.
+    anomalous
+        Include ``f' + i f''`` at the energy.
+    debye_waller
+        ``"cif"``: the CIF's isotropic U / B per site when the structure was read from a
+        CIF by :func:`xrdflow.crystal.load_phase` (site property ``b_iso``), else none.
+        None: none. A mapping ``{element or site label: B}`` (A^2; a site's label wins
+        over its element; sites in neither get none).
+    debye_waller_factors
+        The old keyword: a mapping element -> B, an alias of a ``debye_waller`` mapping.
+    friedel_mean
+        Return ``(|F(hkl)|^2 + |F(-h-k-l)|^2) / 2`` (equal to ``|F(hkl)|^2`` without
+        anomalous terms or for centrosymmetric structures): the value of the whole
+        Laue-group family (see :func:`xrdflow._scattering.f2_from_terms`).
+
+    Examples
+    --------
+    >>> from xrdflow.crystal import load_phase
+    >>> al = load_phase("Al")
+    >>> round(float(structure_factor_sq(al, [(1, 1, 1)])[0]), 2)  # (4 f0(Al, 0.214/A))^2
+    1281.85
+    >>> structure_factor_sq(al, [(1, 1, 1), (2, 0, 0)], energy_kev=[8.0, 17.0]).shape
+    (2, 2)
+    """
+    from . import _scattering
+
+    f0_sum, phase_el, elements = _scattering.scattering_terms(
+        structure, np.asarray(hkl, dtype=float).reshape(-1, 3), debye_waller=debye_waller,
+        debye_waller_factors=debye_waller_factors)
+    if energy_kev is not None:
+        energy_kev = positive_array(energy_kev, "energy_kev")
+        if energy_kev.ndim > 1:
+            raise ValueError("energy_kev: must be a scalar or a 1-D array of energies")
+    if energy_kev is None or not boolean(anomalous, "anomalous"):
+        f2 = _scattering.f2_from_terms(f0_sum, phase_el)
+        if energy_kev is None or energy_kev.ndim == 0:
+            return f2
+        return np.broadcast_to(f2, (energy_kev.size, len(f2))).copy()
+    terms = _scattering.anomalous_terms(elements, energy_kev)
+    f2 = _scattering.f2_from_terms(f0_sum, phase_el, terms, friedel_mean=friedel_mean)
+    return f2[0] if energy_kev.ndim == 0 else f2
+
+
+def _f2_absent(structure, hkl: np.ndarray, debye_waller: Any, rtol: float = 1e-8):
+    """(|F|^2 with f0 and Debye-Waller, systematic absence flags) in one pass."""
+    from . import _scattering
+
+    b_sites = _scattering.site_b_factors(structure, debye_waller)
+    f0_sum, _, _, bound = _scattering._terms(structure, hkl, b_sites)
+    f2 = (f0_sum * f0_sum.conj()).real
+    return f2, f2 <= rtol * bound ** 2
+
+
+def absent(structure, hkl: np.ndarray, *, debye_waller: Any = "cif",
+           debye_waller_factors: Mapping[str, float] | None = None,
+           rtol: float = 1e-8) -> np.ndarray:
+    """Systematic absences: ``|F|^2 <= rtol (sum_j occ_j |f0_j| T_j)^2`` at the same s.
+
+    Relative to the largest |F| the atoms could give at that s (not to the strongest
+    reflection), so weak high-angle reflections, or a large B, are not taken as absent.
+    """
+    from . import _scattering
+
+    dw = _scattering.check_debye_waller(debye_waller, debye_waller_factors)
+    return _f2_absent(structure, hkl, dw, rtol)[1]
 
 
 
@@ -150,12 +208,14 @@ def multiplicity(structure, hkl: np.ndarray, symprec: float = 0.01) -> np.ndarra
 
 
 
-def families(structure, d_lo: float, *, symprec: float = 0.01,
-              debye_waller_factors: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+def families(structure, d_lo: float, *, symprec: float = 0.01, debye_waller: Any = "cif",
+             debye_waller_factors: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
     """All symmetry-distinct reflection families with d >= d_lo.
 
     Returns arrays: ``hkl`` (n, 3) representative indices, ``d`` (n,), ``multiplicity``
-    (n,), ``f2`` (n,) = |F|^2 of one member (electrons^2). Extinct families are dropped.
+    (n,), ``f2`` (n,) = |F|^2 of the representative (electrons^2; ``f0`` and the
+    Debye-Waller factors, no anomalous terms, so the same for every member). Systematic
+    absences (:func:`absent`) are dropped.
     """
     lattice = structure.lattice
     recip = lattice.reciprocal_lattice_crystallographic.matrix  # rows: a*, b*, c* (1/A)
@@ -171,8 +231,6 @@ def families(structure, d_lo: float, *, symprec: float = 0.01,
         return dict(hkl=np.zeros((0, 3), np.int64), d=empty, multiplicity=empty.astype(np.int64),
                     f2=empty)
 
-    f2 = structure_factor_sq(structure, hkl, debye_waller_factors)
-
     # canonical representative of each family under the Laue group: fewest negative
     # indices, then the lexicographically largest (100 not -100, 311 not 131, 11-20 not 2-1-10)
     rots = laue_rotations(structure, symprec)
@@ -186,15 +244,17 @@ def families(structure, d_lo: float, *, symprec: float = 0.01,
     rep = orbit[np.arange(len(hkl)), np.argmax(score, axis=1)]
     fam, inverse, counts = np.unique(rep, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.ravel()
-    # d and |F|^2 are invariant within a family: take the member that is the representative
+    # d is invariant within a family: take it from the first member found
     first = np.zeros(len(fam), dtype=np.int64)
     first[inverse[::-1]] = np.arange(len(hkl))[::-1]
     d = 1.0 / g[first]
-    f2_fam = f2[first]
-    # drop systematic absences (|F|^2 numerically zero)
-    present = f2_fam > 1e-8 * f2_fam.max()
+    from . import _scattering
+
+    dw = _scattering.check_debye_waller(debye_waller, debye_waller_factors)
+    f2, gone = _f2_absent(structure, fam, dw)
+    present = ~gone
     return dict(hkl=fam[present], d=d[present], multiplicity=counts[present].astype(np.int64),
-                f2=f2_fam[present])
+                f2=f2[present])
 
 
 

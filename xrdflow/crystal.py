@@ -7,22 +7,40 @@ Reflections
 -----------
 :func:`reflections` enumerates the reciprocal lattice of a structure, merges the members
 of each symmetry-equivalent family (Laue group = point group of the structure plus
-inversion, i.e. Friedel's law, since anomalous dispersion is ignored), and returns one
-entry per *family*. Families that are not symmetry-equivalent stay separate even when their
-d-spacings coincide exactly (cubic 333/511, 300/221 ...); those are reported in the
-``coincident`` coordinate. This differs from pymatgen's ``XRDCalculator``, which merges
-everything that falls at the same 2theta into one peak: summed over coincident families,
-our intensities equal pymatgen's (checked in the tests).
+inversion: Friedel's law, which anomalous dispersion breaks in non-centrosymmetric
+structures; see ``structure_factor_sq`` below), and returns one entry per *family*.
+Families that are not symmetry-equivalent stay separate even when their d-spacings
+coincide exactly (cubic 333/511, 300/221 ...); those are reported in the ``coincident``
+coordinate. This differs from pymatgen's ``XRDCalculator``, which merges everything that
+falls at the same 2theta into one peak: summed over coincident families, our intensities
+are pymatgen's but for the atomic scattering factors (checked in the tests).
 
 Intensity model
 ---------------
-Structure factors use pymatgen's atomic scattering factors (the same coefficients and
-formula as :class:`pymatgen.analysis.diffraction.xrd.XRDCalculator`), optionally with
-isotropic Debye-Waller factors ``exp(-B s^2)``, ``s = sin(theta)/lambda``::
+Structure factors (:func:`xrdflow._lattice.structure_factor_sq`, numbers in
+:mod:`xrdflow._scattering`), ``s = sin(theta)/lambda = 1/(2d)``::
 
-    F(hkl) = sum_j occ_j f_j(s) exp(-B_j s^2) exp(2 pi i hkl . x_j)
+    F(hkl, E) = sum_j occ_j [f0_j(s) + f'_j(E) + i f''_j(E)] exp(-B_j s^2) exp(2 pi i hkl . x_j)
 
-``intensity`` is then, relative to the strongest reflection of the phase (= 100):
+* ``f0``: Waasmaier & Kirfel (Acta Cryst. A51, 416, 1995; ``xraydb.f0``), neutral atoms,
+  valid to ``s = 6 1/A``. (pymatgen's small-s fit, used before, is up to 4 % off for heavy
+  atoms at ``s = 0.1-0.5 1/A``, a factor 2.2 in ``f`` for W at ``s = 1.84 1/A``.)
+* ``f'``, ``f''``: Chantler's tables (xraydb ``f1_chantler`` is ``f'`` alone, not
+  ``Z + f'``; ``f2_chantler`` is ``f''``) at the energy (``anomalous=True``, default):
+  large near edges (W L3, 10.207 keV: ``f' = -18.6 e``), small elsewhere (W, 30 keV:
+  ``f' = -0.58``, ``f'' = 2.75 e``).
+* Debye-Waller: ``debye_waller="cif"`` (default) takes each site's isotropic U / B from the
+  CIF (``_atom_site_U_iso_or_equiv``, ``B = 8 pi^2 U``, ``_atom_site_B_iso_or_equiv``,
+  else U_eq from ``_atom_site_aniso_U_*``; matched to the sites by position through the
+  CIF's symmetry operators); none for built-in phases and Structures given as such.
+  ``None``: none. A mapping ``{element or site label: B}`` (A^2) sets them
+  (``debye_waller_factors``, the old keyword, is its alias).
+
+``structure_factor_sq`` is the mean of ``|F(hkl)|^2`` and ``|F(-h-k-l)|^2`` (the same for
+every member of the family, so ``multiplicity * structure_factor_sq`` is the family's sum
+of ``|F|^2``); :func:`reflection_table` (no energy) gives it without anomalous terms.
+``intensity`` is, relative to the strongest reflection of the phase *among those returned*
+(inside ``q_range`` / ``two_theta_range`` / ``d_min``) = 100:
 
 * ``lorentz_polarization=True`` (default, identical to pymatgen):
   ``|F|^2 * multiplicity * (1 + cos^2 2theta) / (sin^2 theta cos theta)``.
@@ -35,8 +53,7 @@ isotropic Debye-Waller factors ``exp(-B s^2)``, ``s = sin(theta)/lambda``::
 * ``lorentz_polarization=False``: ``|F|^2 * multiplicity``, without any angle factor,
   for a caller (e.g. a synthetic 2D detector image) that applies its own geometry.
 
-``structure_factor_sq`` (|F|^2 of one member of the family, electrons^2, absolute) is
-returned as well, so both can be rebuilt.
+``structure_factor_sq`` (electrons^2, absolute) is returned as well, so both can be rebuilt.
 
 Absorption
 ----------
@@ -44,7 +61,8 @@ Absorption
 composition and the density of the structure (overridable, e.g. for a powder's packing).
 
 Layout: the numbers (index parsing, Laue group, structure factors, family enumeration) are
-in :mod:`xrdflow._lattice`, the phases in :mod:`xrdflow._phases`, absorption in
+in :mod:`xrdflow._lattice` and :mod:`xrdflow._scattering`, the phases (and CIF U / B) in
+:mod:`xrdflow._phases`, absorption in
 :mod:`xrdflow._absorption`; this module labels them and re-exports the public names.
 """
 
@@ -57,10 +75,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import _lattice
+from . import _lattice, _scattering
 from ._absorption import attenuation_length, composition, linear_attenuation, transmission
 from ._phases import BUILTIN_PHASES, PhaseLike, load_phase, phase_name, phase_reference
-from .options import positive, positive_array, value_range
+from .options import boolean, positive, positive_array, value_range
 from .units import ANGSTROM, DEGREE, DIMENSIONLESS, HC_KEV_A, INV_NM, attrs
 
 __all__ = [
@@ -131,6 +149,7 @@ def reflection_table(
     hkl: Any = None,
     name: str | None = None,
     symprec: float = 0.01,
+    debye_waller: Any = "cif",
     debye_waller_factors: Mapping[str, float] | None = None,
 ) -> xr.Dataset:
     """The energy-independent reflections of one phase, as labeled data.
@@ -147,7 +166,7 @@ def reflection_table(
         they are (any member of a family; no absence check).
     name
         Phase label; default :func:`phase_name`.
-    symprec, debye_waller_factors
+    symprec, debye_waller, debye_waller_factors
         As in :func:`reflections`.
 
     Returns
@@ -155,7 +174,8 @@ def reflection_table(
     xarray.Dataset
         Dimension ``reflection`` (labels ``"<phase> <hkl>"``); coordinates ``hkl``,
         ``phase``, ``h``, ``k``, ``l``, ``coincident``; variables ``d_spacing`` (A), ``q``
-        (1/nm), ``multiplicity``, ``structure_factor_sq`` (electrons^2), as in
+        (1/nm), ``multiplicity``, ``structure_factor_sq`` (electrons^2; Waasmaier-Kirfel
+        ``f0`` and Debye-Waller factors, no anomalous terms: energy independent), as in
         :func:`reflections` (which adds what depends on the energy).
 
     Examples
@@ -169,22 +189,45 @@ def reflection_table(
         raise ValueError("reflection_table: give either d_lo or hkl")
     structure = load_phase(phase)
     label = phase_name(phase) if name is None else name
+    dw = _scattering.check_debye_waller(debye_waller, debye_waller_factors)
     if hkl is None:
         fam = _lattice.families(structure, positive(d_lo, "d_lo"), symprec=symprec,
-                                debye_waller_factors=debye_waller_factors)
+                                debye_waller=dw)
         table = _labeled_table(structure, label, fam["hkl"], fam["d"], fam["multiplicity"],
-                               fam["f2"])
+                               fam["f2"], dw)
         return sort_reflections(table)
     idx = np.asarray(hkl, dtype=np.int64).reshape(-1, 3)
     recip = structure.lattice.reciprocal_lattice_crystallographic.matrix
     d = 1.0 / np.linalg.norm(idx @ recip, axis=1)
     mult = _lattice.multiplicity(structure, idx, symprec)
-    f2 = _lattice.structure_factor_sq(structure, idx, debye_waller_factors)
-    return with_coincident(_labeled_table(structure, label, idx, d, mult, f2))
+    f2 = _lattice.structure_factor_sq(structure, idx, debye_waller=dw)
+    return with_coincident(_labeled_table(structure, label, idx, d, mult, f2, dw))
+
+
+def _f2_attrs(dw, energy_kev: float | None = None, anomalous: bool = False) -> dict[str, Any]:
+    at_e = energy_kev is not None and anomalous
+    what = ("|F|^2 of the family at energy_kev: mean of |F(hkl)|^2 and |F(-h-k-l)|^2 "
+            "(Waasmaier-Kirfel f0 + Chantler f' + i f'', Debye-Waller)" if at_e else
+            "|F|^2 of the family (Waasmaier-Kirfel f0, Debye-Waller; no anomalous terms)")
+    extra = {} if energy_kev is None else dict(energy_kev=float(energy_kev))
+    return attrs(what, ELECTRON_SQ, anomalous=int(at_e),
+                 debye_waller=_scattering.debye_waller_text(dw), **extra)
+
+
+def _f2_at_energy(table: xr.Dataset, structure, energy: float, *, anomalous: bool,
+                  dw) -> xr.Dataset:
+    """``table`` with ``structure_factor_sq`` at ``energy`` (anomalous terms if asked)."""
+    table = table.copy()
+    if anomalous:
+        hkl = np.stack([table["h"].values, table["k"].values, table["l"].values], axis=1)
+        table["structure_factor_sq"] = ("reflection", _lattice.structure_factor_sq(
+            structure, hkl, energy_kev=energy, debye_waller=dw, friedel_mean=True))
+    table["structure_factor_sq"].attrs = _f2_attrs(dw, energy, anomalous)
+    return table
 
 
 def _labeled_table(structure, label: str, hkl: np.ndarray, d: np.ndarray, mult: np.ndarray,
-                   f2: np.ndarray) -> xr.Dataset:
+                   f2: np.ndarray, dw) -> xr.Dataset:
     hexagonal = structure.lattice.is_hexagonal()
     hkl = np.asarray(hkl, dtype=np.int64).reshape(-1, 3)
     hkl_str = [_lattice.hkl_label(r, hexagonal) for r in hkl]
@@ -195,9 +238,7 @@ def _labeled_table(structure, label: str, hkl: np.ndarray, d: np.ndarray, mult: 
                attrs("scattering vector length q = 2 pi/d", INV_NM)),
             multiplicity=("reflection", np.asarray(mult, dtype=np.int64),
                           attrs("multiplicity of the reflection family", DIMENSIONLESS)),
-            structure_factor_sq=("reflection", np.asarray(f2, dtype=float), attrs(
-                "|F|^2 of one member of the family (no Debye-Waller unless given)",
-                ELECTRON_SQ)),
+            structure_factor_sq=("reflection", np.asarray(f2, dtype=float), _f2_attrs(dw)),
         ),
         coords=dict(
             reflection=("reflection", np.array([f"{label} {s}" for s in hkl_str], dtype=str),
@@ -251,6 +292,8 @@ def select_reflections(
     name: str | None = None,
     lorentz_polarization: bool = True,
     symprec: float = 0.01,
+    anomalous: bool = True,
+    debye_waller: Any = "cif",
     debye_waller_factors: Mapping[str, float] | None = None,
     allow_absent: bool = False,
 ) -> xr.Dataset:
@@ -268,11 +311,12 @@ def select_reflections(
         member (``"01-10"``: same d and multiplicity, its own orientation).
     energy_kev
         If given, ``two_theta`` and ``intensity`` (strongest of the selection = 100) at
-        this energy are added, as in :func:`reflections`.
+        this energy are added, and ``structure_factor_sq`` is at this energy, as in
+        :func:`reflections`.
     name
         Phase label; default :func:`phase_name`.
-    lorentz_polarization, symprec, debye_waller_factors
-        As in :func:`reflections`.
+    lorentz_polarization, symprec, anomalous, debye_waller, debye_waller_factors
+        As in :func:`reflections` (``anomalous`` only matters with an energy).
     allow_absent
         Keep systematically absent reflections (``|F|^2 = 0``); by default they raise.
 
@@ -301,21 +345,23 @@ def select_reflections(
     """
     label = phase_name(phase) if name is None else name
     hkl, given = _wanted_indices(wanted, label)
-    table = reflection_table(phase, hkl=hkl, name=label, symprec=symprec,
-                             debye_waller_factors=debye_waller_factors)
+    structure = load_phase(phase)
+    dw = _scattering.check_debye_waller(debye_waller, debye_waller_factors)
+    anomalous = boolean(anomalous, "anomalous")
+    table = reflection_table(structure, hkl=hkl, name=label, symprec=symprec, debye_waller=dw)
     labels = table["reflection"].values.tolist()
     if len(set(labels)) != len(labels):
         raise ValueError("reflections: the same reflection is listed twice")
     if not allow_absent:
-        f2 = table["structure_factor_sq"].values
-        absent = f2 <= 1e-8 * _forward_f(load_phase(phase)) ** 2
+        absent = _lattice.absent(structure, hkl, debye_waller=dw)
         if absent.any():
             raise ValueError(f"reflections: {given[int(np.argmax(absent))]!r} is not a reflection "
                              f"of {label} (systematically absent)")
     if energy_kev is None:
         return table
-    wavelength = HC_KEV_A / _one_energy(energy_kev)
-    return _at_energy(table, wavelength, lorentz_polarization=lorentz_polarization)
+    energy = _one_energy(energy_kev)
+    table = _f2_at_energy(table, structure, energy, anomalous=anomalous, dw=dw)
+    return _at_energy(table, HC_KEV_A / energy, lorentz_polarization=lorentz_polarization)
 
 
 def _wanted_indices(wanted: Any, label: str) -> tuple[np.ndarray, list]:
@@ -345,11 +391,6 @@ def _wanted_indices(wanted: Any, label: str) -> tuple[np.ndarray, list]:
     return np.asarray(hkl, dtype=np.int64), given
 
 
-def _forward_f(structure) -> float:
-    """|F(000)|: the number of electrons in the cell, the largest structure factor."""
-    return float(sum(sp.Z * occ for site in structure for sp, occ in site.species.items()))
-
-
 def lorentz_polarization_factor(two_theta_deg: Any) -> np.ndarray:
     """pymatgen's unpolarised Lorentz-polarization factor ``(1+cos^2 2t)/(sin^2 t cos t)``.
 
@@ -371,22 +412,19 @@ def _one_energy(energy_kev: Any) -> float:
     return float(positive_array(energy_kev, "energy_kev"))
 
 
-def _at_energy(table: xr.Dataset, wavelength: float, *, lorentz_polarization: bool,
-               keep: np.ndarray | None = None) -> xr.Dataset:
-    """``table`` (one phase) at one wavelength: the rows in ``keep`` (default all), with
-    ``two_theta`` and ``intensity`` normalised to the strongest kept reflection."""
+def _at_energy(table: xr.Dataset, wavelength: float, *, lorentz_polarization: bool) -> xr.Dataset:
+    """``table`` (one phase, the reflections to return) at one wavelength, with
+    ``two_theta`` and ``intensity`` normalised to the strongest of *these* reflections (the
+    caller has cut them to the requested q / 2theta / d range first)."""
     d = table["d_spacing"].values
     tt = np.degrees(2.0 * np.arcsin(np.clip(wavelength / (2.0 * d), 0.0, 1.0)))
-    keep = np.ones(len(d), dtype=bool) if keep is None else keep
     raw = table["structure_factor_sq"].values * table["multiplicity"].values
     if lorentz_polarization:
         raw = raw * lorentz_polarization_factor(tt)
-    rel = 100.0 * raw / raw[keep].max() if keep.any() else raw
-    rows = np.flatnonzero(keep)
-    out = table.isel(reflection=rows)
-    out["two_theta"] = ("reflection", tt[rows], attrs("scattering angle 2theta", DEGREE))
-    out["intensity"] = ("reflection", rel[rows], attrs(
-        "relative intensity (strongest = 100 per phase)", DIMENSIONLESS,
+    rel = 100.0 * (raw / raw.max()) if len(raw) else raw  # the strongest: exactly 100
+    out = table.assign(two_theta=("reflection", tt, attrs("scattering angle 2theta", DEGREE)))
+    out["intensity"] = ("reflection", rel, attrs(
+        "relative intensity (strongest returned reflection = 100 per phase)", DIMENSIONLESS,
         lorentz_polarization=int(bool(lorentz_polarization)),
         description=(
             "|F|^2 * multiplicity * (1 + cos^2 2theta)/(sin^2 theta cos theta) "
@@ -432,6 +470,8 @@ def reflections(
     d_min: float | None = None,
     lorentz_polarization: bool = True,
     name: str | Sequence[str] | None = None,
+    anomalous: bool = True,
+    debye_waller: Any = "cif",
     debye_waller_factors: Mapping[str, float] | None = None,
     symprec: float = 0.01,
 ) -> xr.Dataset:
@@ -444,7 +484,7 @@ def reflections(
         ``Structure``; or a list of them (reflections are then concatenated, each phase's
         intensities normalised to its own strongest reflection = 100).
     energy_kev
-        Photon energy in keV.
+        Photon energy in keV (also for the anomalous scattering factors).
     q_range
         Keep reflections with ``q_range[0] <= q <= q_range[1]`` (1/nm).
     two_theta_range
@@ -458,8 +498,15 @@ def reflections(
     name
         Label(s) of the phase(s) in the ``reflection`` labels and ``phase`` coordinate;
         default: the built-in name, else the reduced formula.
-    debye_waller_factors
-        Isotropic B factors (A^2) by element symbol, as in pymatgen; default none.
+    anomalous
+        Include Chantler's ``f'(E) + i f''(E)`` at ``energy_kev`` in the structure factors
+        (default); False: Waasmaier-Kirfel ``f0`` only.
+    debye_waller
+        Isotropic Debye-Waller factors ``exp(-B s^2)``: ``"cif"`` (default) the CIF's U / B
+        per site when the phase is a CIF path (none for built-in phases and Structures),
+        None for none, or ``{element symbol or site label: B}`` (A^2; a label wins over an
+        element; one mapping may hold several phases' keys). ``debye_waller_factors``, the
+        old keyword (``{element: B}``), is an alias of such a mapping.
     symprec
         Symmetry tolerance (A) used to find the Laue group that merges families.
 
@@ -472,8 +519,9 @@ def reflections(
         ``i = -(h + k)`` is implied), ``coincident`` (str, labels of other families with
         the same d, comma-separated, "" if none). Data variables ``d_spacing`` (A), ``q``
         (1/nm), ``two_theta`` (deg), ``multiplicity`` (int), ``intensity`` (relative,
-        strongest 100 per phase), ``structure_factor_sq`` (|F|^2 of one member,
-        electrons^2).
+        strongest of the returned reflections 100 per phase), ``structure_factor_sq``
+        (electrons^2, mean of the Friedel pair at ``energy_kev``). Attrs record the inputs,
+        ``anomalous``, ``debye_waller`` and the B factors applied (``debye_waller_b_a2``).
 
     Raises
     ------
@@ -499,6 +547,8 @@ def reflections(
     if d_min is not None:
         d_min = positive(d_min, "d_min")
     symprec = positive(symprec, "symprec")
+    anomalous = boolean(anomalous, "anomalous")
+    dw = _scattering.check_debye_waller(debye_waller, debye_waller_factors)
     phases = list(phase) if isinstance(phase, (list, tuple)) else [phase]
     names = _phase_names(phases, name)
 
@@ -507,23 +557,23 @@ def reflections(
     structures = [load_phase(ph) for ph in phases]
     parts = []
     for structure, nm in zip(structures, names):
-        table = reflection_table(structure, d_lo=d_lo, name=nm, symprec=symprec,
-                                 debye_waller_factors=debye_waller_factors)
+        table = reflection_table(structure, d_lo=d_lo, name=nm, symprec=symprec, debye_waller=dw)
         keep = _in_ranges(table, wavelength, d_lo, q_rng, tt_rng)
-        parts.append(_at_energy(table, wavelength, lorentz_polarization=lorentz_polarization,
-                                keep=keep))
+        table = _f2_at_energy(table.isel(reflection=np.flatnonzero(keep)), structure, energy,
+                              anomalous=anomalous, dw=dw)
+        parts.append(_at_energy(table, wavelength, lorentz_polarization=lorentz_polarization))
     ds = parts[0] if len(parts) == 1 else xr.concat(
         parts, dim="reflection", data_vars="all", coords="all", join="outer",
         combine_attrs="override")
     ds = sort_reflections(ds, names)[["d_spacing", "q", "two_theta", "multiplicity", "intensity",
                                       "structure_factor_sq"]]
     ds.attrs.update(_reflections_attrs(phases, names, structures, energy, wavelength, q_rng, tt_rng,
-                                       d_lo, lorentz_polarization, debye_waller_factors, symprec))
+                                       d_lo, lorentz_polarization, anomalous, dw, symprec))
     return ds
 
 
 def _reflections_attrs(phases, names, structures, energy, wavelength, q_rng, tt_rng, d_lo,
-                       lorentz_polarization, debye_waller_factors, symprec) -> dict[str, Any]:
+                       lorentz_polarization, anomalous, dw, symprec) -> dict[str, Any]:
     from . import __version__
 
     return dict(
@@ -542,6 +592,8 @@ def _reflections_attrs(phases, names, structures, energy, wavelength, q_rng, tt_
         two_theta_range=str(tt_rng),
         d_min=d_lo,
         lorentz_polarization=int(bool(lorentz_polarization)),
-        debye_waller_factors=str(dict(debye_waller_factors or {})),
-        structure_factors="pymatgen ATOMIC_SCATTERING_PARAMS (same formula as XRDCalculator)",
+        anomalous=int(bool(anomalous)),
+        debye_waller=_scattering.debye_waller_text(dw),
+        debye_waller_b_a2=" | ".join(_scattering.applied_b_text(s, dw) for s in structures),
+        structure_factors=_scattering.model_text(anomalous),
     )
