@@ -375,3 +375,72 @@ def test_reflections_records_the_intensity_model():
         reflections("Fe-bcc", energy_kev=7.2, anomalous="yes")
     with pytest.raises(ValueError, match="energy_kev"):
         _scattering.anomalous_terms(["Fe"], 2000.0)
+
+
+# ------------------------------------------------------------------ (e) the sweep
+def test_sweep_structure_factors_over_energy_equal_a_direct_sum_in_every_chunking():
+    # GaAs across the Ga (10.367) and As (11.867 keV) K edges: |F|^2 changes with energy,
+    # Friedel pairs differ; the sweep gives the family's mean at every energy
+    from pymatgen.core import Lattice, Structure
+
+    from xrdflow import sweep
+
+    a = 5.65325
+    atoms = [("Ga", x, 1.0, 0.0) for x in FCC] + [("As", x + 0.25, 1.0, 0.0) for x in FCC]
+    gaas = Structure(Lattice.cubic(a), [el for el, *_ in atoms], [x for _, x, *_ in atoms])
+    energies = np.array([9.0, 10.3, 10.4, 11.8, 11.9, 17.0, 30.0, 87.1])
+    wanted = [(1, 1, 1), (2, 0, 0), (2, 2, 0), (3, 1, 1), (4, 2, 0)]
+    ds = sweep(gaas, energy_kev=energies, reflections=wanted, name="GaAs")
+    assert ds.structure_factor_sq.dims == ("energy", "reflection")
+    assert ds.structure_factor_sq.chunks is not None  # lazy
+    got = ds.structure_factor_sq.compute()
+    hkl = np.stack([ds[i].values for i in ("h", "k", "l")], axis=1).astype(float)
+    s = np.linalg.norm(hkl, axis=1) / (2 * a)
+    for i, e in enumerate(energies):
+        fp = direct_f(hkl, atoms, s, energy_kev=e)
+        fm = direct_f(-hkl, atoms, s, energy_kev=e)
+        expect = 0.5 * ((fp * fp.conj()).real + (fm * fm.conj()).real)
+        np.testing.assert_allclose(got.isel(energy=i), expect, rtol=1e-10)
+    # bit-identical whatever the energy blocks
+    one = sweep(gaas, energy_kev=energies, reflections=wanted, name="GaAs", chunks=1)
+    np.testing.assert_array_equal(one.structure_factor_sq.values, got.values)
+    np.testing.assert_array_equal(one.intensity.values, ds.intensity.values)
+    # (200) of GaAs is the difference of Ga and As: weak, and most sensitive to the edges
+    f200 = got.sel(reflection="GaAs 200")
+    assert float(f200.sel(energy=11.9)) / float(f200.sel(energy=17.0)) > 1.5
+    # the powder intensity is |F|^2(E) x multiplicity x LP, strongest inside the range = 100
+    for e in (10.4, 30.0):
+        ref = select_reflections(gaas, wanted, energy_kev=e, name="GaAs")
+        np.testing.assert_allclose(ds.intensity.sel(energy=e), ref.intensity, rtol=1e-10)
+        np.testing.assert_allclose(got.sel(energy=e), ref.structure_factor_sq, rtol=1e-12)
+    assert ds.attrs["phase"] == "GaAs"
+    assert "Chantler" in ds.structure_factor_sq.attrs["structure_factor_model"]
+    assert ds.structure_factor_sq.attrs["anomalous"] == 1
+    # anomalous=False: energy independent, f0 only, per reflection
+    off = sweep(gaas, energy_kev=energies, reflections=wanted, name="GaAs", anomalous=False)
+    assert off.structure_factor_sq.dims == ("reflection",)
+    expect0 = direct_f(hkl, atoms, s)
+    np.testing.assert_allclose(off.structure_factor_sq, (expect0 * expect0.conj()).real,
+                               rtol=1e-10)
+    assert "Chantler" not in off.structure_factor_sq.attrs["structure_factor_model"]
+
+
+def test_sweep_debye_waller_and_its_errors():
+    from xrdflow import sweep
+
+    ds = sweep(CIF / "W_uiso.cif", energy_kev=[30.0, 60.0], reflections=["110", "10 6 0"],
+               name="W")
+    plain = sweep(CIF / "W_uiso.cif", energy_kev=[30.0, 60.0], reflections=["110", "10 6 0"],
+                  name="W", debye_waller=None)
+    ratio = (ds.structure_factor_sq / plain.structure_factor_sq).values
+    assert ds.structure_factor_sq.attrs["debye_waller_b_a2"] == "W1 W 0.197392"
+    b = 8 * math.pi**2 * 0.0025  # the CIF's U_iso
+    s = 1 / (2 * ds.d_spacing.values)
+    np.testing.assert_allclose(ratio, np.broadcast_to(np.exp(-2 * b * s**2), ratio.shape),
+                               rtol=1e-10)
+    with pytest.raises(ValueError, match="energy_kev: anomalous"):
+        sweep("Fe-bcc", energy_kev=[30.0, 2000.0], reflections=["110"])
+    assert sweep("Fe-bcc", energy_kev=[2000.0], reflections=["110"], anomalous=False).sizes[
+        "energy"] == 1
+    with pytest.raises(ValueError, match="debye_waller"):
+        sweep("Fe-bcc", energy_kev=30.0, debye_waller=3.0)

@@ -276,10 +276,15 @@ def f2_from_terms(f0_sum: np.ndarray, phase_el: np.ndarray, anomalous: np.ndarra
     if anomalous is None:
         return (f0_sum * f0_sum.conj()).real
     anomalous = np.asarray(anomalous, dtype=np.complex128).reshape(-1, phase_el.shape[0])
-    f_plus = f0_sum[None, :] + anomalous @ phase_el
+
+    def dispersive(phase):  # a sum over the (few) elements, not a BLAS product: the value
+        # at an energy must not depend on how many energies share the call (dask blocks)
+        return (anomalous[:, :, None] * phase[None, :, :]).sum(axis=1)
+
+    f_plus = f0_sum[None, :] + dispersive(phase_el)
     f2 = (f_plus * f_plus.conj()).real
     if friedel_mean:
-        f_minus = f0_sum.conj()[None, :] + anomalous @ phase_el.conj()
+        f_minus = f0_sum.conj()[None, :] + dispersive(phase_el.conj())
         f2 = 0.5 * (f2 + (f_minus * f_minus.conj()).real)
     return f2
 

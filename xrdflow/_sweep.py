@@ -53,17 +53,18 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
-from ._goniometer import Goniometer, as_goniometer, shortest_path_block
+from . import _scattering
+from ._goniometer import Goniometer, as_goniometer
 from ._mounts import (
     Mount,
     _cartesian,
     as_mount,
     goniometer_rotation,
     mount,
-    orient_block,
     parse_indices,
 )
 from .crystal import (
+    ELECTRON_SQ,
     PhaseLike,
     composition,
     d_lower_bound,
@@ -75,8 +76,10 @@ from .crystal import (
     select_reflections,
     sort_reflections,
 )
+from ._sweep_orient import orientation_vars, shortest_path_vars
 from .options import (
     SCATTERING_PLANES,
+    boolean,
     STAGES,
     choice,
     nonnegative_array,
@@ -179,43 +182,87 @@ def _check_sweep_args(energy_kev, two_theta_range, transmission_range, d_min, st
 
 
 def _select_reflections(structure, name: str, wanted: Any, d_lo: float, symprec: float,
-                        debye_waller_factors) -> xr.Dataset:
-    """Reflection table (labels, indices, d, multiplicity, |F|^2), sorted by d descending."""
+                        dw) -> xr.Dataset:
+    """Reflection table (labels, indices, d, multiplicity, |F|^2 without anomalous terms),
+    sorted by d descending."""
     if wanted is None:
         return reflection_table(structure, d_lo=d_lo, name=name, symprec=symprec,
-                                debye_waller_factors=debye_waller_factors)
+                                debye_waller=dw)
     return sort_reflections(select_reflections(
-        structure, wanted, name=name, symprec=symprec,
-        debye_waller_factors=debye_waller_factors, allow_absent=True))
+        structure, wanted, name=name, symprec=symprec, debye_waller=dw, allow_absent=True))
 
 
 # --------------------------------------------------------------------------------------
 # the lazy variables
 # --------------------------------------------------------------------------------------
-def _bragg_vars(e_da, table: xr.Dataset, lorentz_polarization: bool,
+def _f2_block(energy: np.ndarray, f0_sum: np.ndarray, phase_el: np.ndarray,
+              elements: list[str]) -> np.ndarray:
+    """|F|^2 (Friedel-pair mean) at each energy of the block: (energy, reflection)."""
+    return _scattering.f2_from_terms(f0_sum, phase_el,
+                                     _scattering.anomalous_terms(elements, energy),
+                                     friedel_mean=True)
+
+
+def _intensity_of_f2(energy: np.ndarray, f2: np.ndarray, mult: np.ndarray, d: np.ndarray,
+                     lp: bool, tt_range: tuple[float, float]) -> np.ndarray:
+    return _intensity_block(energy[:, 0], d, f2 * mult, lp, tt_range)
+
+
+def _structure_factor_var(e_da, table: xr.Dataset, structure, anomalous: bool, dw):
+    """``structure_factor_sq``: (reflection,) numpy without anomalous terms, else lazy
+    (energy, reflection) with Chantler f', f'' at each energy."""
+    import dask.array as da
+
+    model = dict(structure_factor_model=_scattering.model_text(anomalous),
+                 debye_waller=_scattering.debye_waller_text(dw),
+                 debye_waller_b_a2=_scattering.applied_b_text(structure, dw))
+    if not anomalous:
+        var = table["structure_factor_sq"].variable.copy()
+        var.attrs.update(model)
+        return var
+    hkl = np.stack([table[i].values for i in ("h", "k", "l")], axis=1)
+    f0_sum, phase_el, elements = _scattering.scattering_terms(structure, hkl, debye_waller=dw)
+    f2 = da.map_blocks(_f2_block, e_da, new_axis=[1],
+                       chunks=(e_da.chunks[0], (len(hkl),)), dtype=float,
+                       meta=np.empty((0, 0), float), f0_sum=f0_sum, phase_el=phase_el,
+                       elements=elements)
+    return (("energy", "reflection"), f2, attrs(
+        "|F|^2 at each energy: mean of |F(hkl)|^2 and |F(-h-k-l)|^2 (Waasmaier-Kirfel f0 + "
+        "Chantler f' + i f'', Debye-Waller)", ELECTRON_SQ, anomalous=1, **model))
+
+
+def _bragg_vars(e_da, table: xr.Dataset, f2, lorentz_polarization: bool,
                 tt_range: tuple[float, float]) -> dict[str, Any]:
     import dask.array as da
 
     n_refl = table.sizes["reflection"]
     d = table["d_spacing"].values
-    f2m = table["structure_factor_sq"].values * table["multiplicity"].values
+    mult = table["multiplicity"].values.astype(float)
     meta2 = np.empty((0, 0), dtype=float)
+    lp = bool(lorentz_polarization)
 
     def per_er(func, **kw):
         return da.map_blocks(func, e_da, new_axis=[1], chunks=(e_da.chunks[0], (n_refl,)),
                              dtype=float, meta=meta2, **kw)
 
+    if isinstance(f2, tuple):  # lazy (energy, reflection): anomalous terms
+        intensity = da.map_blocks(_intensity_of_f2, e_da[:, None], f2[1], mult=mult, d=d,
+                                  lp=lp, tt_range=tuple(tt_range), dtype=float, meta=meta2,
+                                  chunks=(e_da.chunks[0], (n_refl,)))
+    else:
+        intensity = per_er(_intensity_block, d=d, f2m=f2.values * mult, lp=lp,
+                           tt_range=tuple(tt_range))
     er = ("energy", "reflection")
     return dict(
+        structure_factor_sq=f2,
         two_theta=(er, per_er(_k_theta_block, d=d, what="two_theta"), attrs(
             "scattering angle 2theta (NaN: no Bragg reflection)", DEGREE)),
         bragg_angle=(er, per_er(_k_theta_block, d=d, what="theta"),
                      attrs("Bragg angle theta", DEGREE)),
-        intensity=(er, per_er(_intensity_block, d=d, f2m=f2m, lp=bool(lorentz_polarization),
-                              tt_range=tuple(tt_range)),
-                   attrs("relative intensity (strongest inside two_theta_range = 100 at each "
-                         "energy)", DIMENSIONLESS,
-                         lorentz_polarization=int(bool(lorentz_polarization)))),
+        intensity=(er, intensity,
+                   attrs("relative powder intensity |F|^2 x multiplicity [x Lorentz-"
+                         "polarization] (strongest inside two_theta_range = 100 at each "
+                         "energy)", DIMENSIONLESS, lorentz_polarization=int(lp))),
     )
 
 
@@ -252,119 +299,6 @@ def _absorption_vars(e_da, two_theta, elements: dict, rho: float, args: _SweepAr
     out["reachable"] = (reach_dims, reach, attrs(
         "2theta inside two_theta_range and transmission inside transmission_range",
         DIMENSIONLESS))
-    return out
-
-
-def _g0_lab(table: xr.Dataset, structure, mnt: Mount) -> np.ndarray:
-    hkl = np.stack([table[i].values for i in ("h", "k", "l")], axis=1)
-    g_cart = hkl.astype(float) @ structure.lattice.reciprocal_lattice.matrix
-    return g_cart @ mnt.matrix.T  # (R, 3) lab frame at zero angles
-
-
-def _orientation_coords(coords: dict) -> None:
-    coords["solution"] = ("solution", np.array([0, 1]),
-                          attrs("goniometer solution index", DIMENSIONLESS))
-    coords["xyz"] = ("xyz", np.array(["x", "y", "z"]), attrs("lab axis (x beam, z up)", units=""))
-    coords["lab"] = ("lab", np.array(["x", "y", "z"]),
-                     attrs("row of the rotation: lab axis (x beam, z up)", units=""))
-    coords["sample"] = ("sample", np.array(["x", "y", "z"]), attrs(
-        "column of the rotation: sample axis (the lab axis at zero angles)", units=""))
-
-
-_ROTATION_ATTRS = attrs("stage rotation R: G_lab = R U G_cart (rows lab, columns sample)",
-                        DIMENSIONLESS)
-
-
-def _rotation_block(solved: np.ndarray, stage: str) -> np.ndarray:
-    tilt = solved[..., 1]
-    zero = np.zeros_like(tilt)
-    chi, phi = (tilt, zero) if stage == "omega-chi" else (
-        (zero, tilt) if stage == "omega-phi" else (zero, zero))
-    return goniometer_rotation(solved[..., 0], chi, phi)
-
-
-def _orientation_vars(e_da, table: xr.Dataset, structure, mnt: Mount, stage: str,
-                      plane: str, coords: dict) -> dict[str, Any]:
-    """omega [, chi or phi], rotation, diffracted_direction and eta (adds the dims' coords)."""
-    import dask.array as da
-
-    n_refl = table.sizes["reflection"]
-    g0 = _g0_lab(table, structure, mnt)
-    _orientation_coords(coords)
-    ers = ("energy", "reflection", "solution")
-    solved = da.map_blocks(orient_block, e_da, new_axis=[1, 2, 3],
-                           chunks=(e_da.chunks[0], (n_refl,), (2,), (6,)), dtype=float,
-                           meta=np.empty((0, 0, 0, 0), float), g0=g0, stage=stage, plane=plane)
-    out: dict[str, Any] = dict(omega=(ers, solved[..., 0], attrs(
-        "goniometer rotation about the vertical axis z (NaN: no solution)", DEGREE)))
-    if stage != "omega":
-        axis = "x" if stage == "omega-chi" else "y"
-        out[stage.split("-")[1]] = (ers, solved[..., 1], attrs(
-            f"tilt about the sample {axis} axis (riding on omega)", DEGREE))
-    rot = da.map_blocks(_rotation_block, solved, stage=stage, drop_axis=[3], new_axis=[3, 4],
-                        chunks=solved.chunks[:3] + ((3,), (3,)), dtype=float,
-                        meta=np.empty((0, 0, 0, 0, 0), float))
-    out["rotation"] = (ers + ("lab", "sample"), rot, _ROTATION_ATTRS)
-    out["diffracted_direction"] = (ers + ("xyz",), solved[..., 2:5], attrs(
-        "unit vector of the diffracted beam, lab frame", DIMENSIONLESS))
-    out["eta"] = (ers, solved[..., 5], attrs(
-        "azimuth of the diffracted beam about the beam (0 = +y, 90 = +z)", DEGREE))
-    return out
-
-
-def _angles_block(rot: np.ndarray, gonio: Goniometer) -> np.ndarray:
-    return gonio.angles(rot)
-
-
-def _shortest_path_vars(e_da, table: xr.Dataset, structure, mnt: Mount, plane: str,
-                        gonio: Goniometer, normal: np.ndarray, mu, args: _SweepArgs,
-                        coords: dict) -> dict[str, Any]:
-    """The shortest-path stage: rotation, goniometer angles, path, entry/exit angles."""
-    import dask.array as da
-
-    n_refl = table.sizes["reflection"]
-    g0 = _g0_lab(table, structure, mnt)
-    _orientation_coords(coords)
-    ers = ("energy", "reflection", "solution")
-    solved = da.map_blocks(shortest_path_block, e_da, new_axis=[1, 2, 3],
-                           chunks=(e_da.chunks[0], (n_refl,), (2,), (16,)), dtype=float,
-                           meta=np.empty((0, 0, 0, 0), float), g0=g0, n0=normal, plane=plane)
-    rot = solved[..., :9].reshape(solved.shape[:3] + (3, 3))
-    angles = da.map_blocks(_angles_block, rot, gonio=gonio, drop_axis=[3, 4], new_axis=[3],
-                           chunks=rot.chunks[:3] + ((len(gonio.axes),),), dtype=float,
-                           meta=np.empty((0, 0, 0, 0), float))
-    out: dict[str, Any] = {}
-    for i, axis in enumerate(gonio.axes):
-        out[axis.name] = (ers, angles[..., i], attrs(
-            f"{gonio.name} stage angle {axis.name}, about "
-            f"{'-' if axis.sense < 0 else ''}({', '.join(f'{v:g}' for v in axis.direction)}) "
-            f"at zero angles (NaN: no transmission solution)", DEGREE))
-    out["rotation"] = (ers + ("lab", "sample"), rot, _ROTATION_ATTRS)
-    out["path_factor"] = (ers, solved[..., 9], attrs(
-        "mean path through the plate / plate thickness (incident + diffracted, averaged "
-        "over the diffracting depth)", DIMENSIONLESS))
-    out["entry_angle"] = (ers, solved[..., 10], attrs(
-        "angle between the incident beam and the plate normal", DEGREE))
-    out["exit_angle"] = (ers, solved[..., 11], attrs(
-        "angle between the diffracted beam and the plate normal", DEGREE))
-    if args.thickness is not None:
-        thick = np.asarray(args.thickness, dtype=float)
-        if thick.ndim == 1:
-            path = solved[..., 9][..., None] * thick
-            dims = ers + ("thickness",)
-            trans = da.exp(-mu[:, None, None, None] * path)
-        else:
-            path = solved[..., 9] * float(thick)
-            dims = ers
-            trans = da.exp(-mu[:, None, None] * path)
-        out["path_length"] = (dims, path, attrs(
-            "mean path of the beams through the plate", MM))
-        out["path_transmission"] = (dims, trans, attrs(
-            "transmission along the mean path of the beams through the plate", DIMENSIONLESS))
-    out["diffracted_direction"] = (ers + ("xyz",), solved[..., 12:15], attrs(
-        "unit vector of the diffracted beam, lab frame", DIMENSIONLESS))
-    out["eta"] = (ers, solved[..., 15], attrs(
-        "azimuth of the diffracted beam about the beam (0 = +y, 90 = +z)", DEGREE))
     return out
 
 
@@ -427,6 +361,8 @@ def sweep(
     density: float | None = None,
     lorentz_polarization: bool = True,
     name: str | None = None,
+    anomalous: bool = True,
+    debye_waller: Any = "cif",
     debye_waller_factors: Mapping[str, float] | None = None,
     symprec: float = 0.01,
     chunks: int | None = None,
@@ -486,7 +422,13 @@ def sweep(
         :func:`xrdflow.reflections`).
     name
         Phase label in the reflection labels; default as :func:`xrdflow.reflections`.
-    debye_waller_factors, symprec
+    anomalous
+        Include Chantler's ``f'(E) + i f''(E)`` (xraydb) in the structure factors at each
+        energy (default); False: Waasmaier-Kirfel ``f0`` only, energy independent.
+    debye_waller, debye_waller_factors
+        Debye-Waller factors: ``"cif"`` (default: the CIF's U / B per site), None, or a
+        mapping ``{element or site label: B}`` (A^2), as in :func:`xrdflow.reflections`.
+    symprec
         As in :func:`xrdflow.reflections`.
     chunks
         Energies per dask chunk; default about 500,000 energy x reflection points a chunk.
@@ -496,9 +438,12 @@ def sweep(
     xarray.Dataset
         Dims ``energy``, ``reflection`` (labels as :func:`xrdflow.reflections`), ``thickness``
         (if an array was given), ``solution`` (2) and ``xyz`` (3) with a mount. Per
-        reflection: ``d_spacing``, ``q``, ``multiplicity``, ``structure_factor_sq`` (numpy).
-        Lazy (dask, chunked along energy): ``two_theta``, ``bragg_angle`` (deg),
-        ``intensity`` (strongest = 100 at each energy), ``attenuation_length`` (mm),
+        reflection: ``d_spacing``, ``q``, ``multiplicity`` (numpy). Lazy (dask, chunked
+        along energy): ``structure_factor_sq`` (electrons^2, single-crystal |F|^2: the
+        Friedel-pair mean at each energy; per reflection only, numpy, with
+        ``anomalous=False``), ``two_theta``, ``bragg_angle`` (deg), ``intensity`` (the
+        powder intensity |F|^2 x multiplicity x Lorentz-polarization, strongest inside
+        ``two_theta_range`` = 100 at each energy), ``attenuation_length`` (mm),
         ``transmission``, ``reachable`` (bool); with a mount ``omega`` [, ``chi`` or ``phi``] (deg),
         ``diffracted_direction`` (unit vector, lab frame) and ``eta`` (deg, azimuth of the
         diffracted beam about the incident beam, 0 = +y, 90 = +z); ``rotation`` (dims
@@ -527,12 +472,15 @@ def sweep(
     mnt = as_mount(structure, mount)
     gonio, normal = _stage_args(structure, mnt, stage, goniometer, surface_normal)
     elements, rho = composition(structure, density)
+    anomalous = boolean(anomalous, "anomalous")
+    dw = _scattering.check_debye_waller(debye_waller, debye_waller_factors)
+    if anomalous:
+        _check_chantler_range(energy)
 
     # reflections: all that can reach 2theta <= hi at the highest energy
     d_lo = d_lower_bound(HC_KEV_A / energy.max(), d_min=args.d_min,
                          two_theta_max=args.two_theta_range[1])
-    table = _select_reflections(structure, label, reflections, d_lo, symprec,
-                                debye_waller_factors)
+    table = _select_reflections(structure, label, reflections, d_lo, symprec, dw)
     n_refl = table.sizes["reflection"]
     if n_refl == 0:
         raise ValueError("reflections: no reflection satisfies the ranges given")
@@ -545,16 +493,17 @@ def sweep(
     )
     coords.update({k: table[k].variable for k in table.coords})
     data_vars: dict[str, Any] = {k: table[k].variable for k in table.data_vars}
-    data_vars.update(_bragg_vars(e_da, table, lorentz_polarization, args.two_theta_range))
+    f2 = _structure_factor_var(e_da, table, structure, anomalous, dw)
+    data_vars.update(_bragg_vars(e_da, table, f2, lorentz_polarization, args.two_theta_range))
     data_vars.update(_absorption_vars(e_da, data_vars["two_theta"][1], elements, rho, args,
                                       coords))
     if mnt is not None and stage == "shortest-path":
         mu = 1.0 / data_vars["attenuation_length"][1]
-        data_vars.update(_shortest_path_vars(e_da, table, structure, mnt, scattering_plane,
-                                             gonio, normal, mu, args, coords))
+        data_vars.update(shortest_path_vars(e_da, table, structure, mnt, scattering_plane,
+                                            gonio, normal, mu, args.thickness, coords))
     elif mnt is not None:
-        data_vars.update(_orientation_vars(e_da, table, structure, mnt, stage, scattering_plane,
-                                           coords))
+        data_vars.update(orientation_vars(e_da, table, structure, mnt, stage, scattering_plane,
+                                          coords))
     ds = xr.Dataset(data_vars=data_vars, coords=coords)
     if lens is not None:
         ds = _with_lens(ds, lens, energy, lens_distance_mm, lens_magnification)
@@ -585,6 +534,14 @@ def _with_lens(ds: xr.Dataset, lens: Any, energy: np.ndarray, distance: float | 
     out.attrs["lens"] = str(optics.attrs.get("lens", lens))
     out.attrs["lens_model"] = str(optics.attrs.get("model", ""))
     return out
+
+
+def _check_chantler_range(energy: np.ndarray) -> None:
+    lo, hi = _scattering.CHANTLER_RANGE_KEV
+    if energy.min() < lo or energy.max() > hi:
+        raise ValueError(f"energy_kev: anomalous scattering factors (Chantler) are tabulated "
+                         f"for {lo * 1000:.2f} eV to {hi:g} keV, got {energy.min():g} to "
+                         f"{energy.max():g} (anomalous=False to leave them out)")
 
 
 def _energy_or_wavelength(energy_kev: Any, wavelength_a: Any) -> Any:
