@@ -63,6 +63,7 @@ from ._mounts import (
     mount,
     parse_indices,
 )
+from ._sweep_orient import orientation_vars, shortest_path_vars
 from .crystal import (
     ELECTRON_SQ,
     PhaseLike,
@@ -76,11 +77,10 @@ from .crystal import (
     select_reflections,
     sort_reflections,
 )
-from ._sweep_orient import orientation_vars, shortest_path_vars
 from .options import (
     SCATTERING_PLANES,
-    boolean,
     STAGES,
+    boolean,
     choice,
     nonnegative_array,
     positive,
@@ -245,7 +245,7 @@ def _bragg_vars(e_da, table: xr.Dataset, f2, lorentz_polarization: bool,
         return da.map_blocks(func, e_da, new_axis=[1], chunks=(e_da.chunks[0], (n_refl,)),
                              dtype=float, meta=meta2, **kw)
 
-    if isinstance(f2, tuple):  # lazy (energy, reflection): anomalous terms
+    if isinstance(f2, tuple):  # (dims, lazy (energy, reflection) array, attrs): anomalous
         intensity = da.map_blocks(_intensity_of_f2, e_da[:, None], f2[1], mult=mult, d=d,
                                   lp=lp, tt_range=tuple(tt_range), dtype=float, meta=meta2,
                                   chunks=(e_da.chunks[0], (n_refl,)))
