@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,7 +122,8 @@ def test_scene_outputs_as_a_person_sees_them(tmp_path, capsys):
     assert img.std() > 5  # not a blank canvas
     scene = json.loads(gltf.read_text())
     names = {n.get("name") for n in scene["nodes"]}
-    assert {"sample", "diffracted_beam", "incident_beam", "detector"} <= names
+    assert {"sample", "beam_in", "beam_diffracted", "beam_in_sample", "detector",
+            "atoms_Al", "unit_cell"} <= names
     assert pdf.read_bytes().startswith(b"%PDF")
     if shutil.which("pdftoppm"):
         subprocess.run(["pdftoppm", "-png", "-r", "50", str(pdf), str(tmp_path / "page")],
@@ -164,3 +166,68 @@ def test_plan_with_a_lens_prints_and_writes_it(tmp_path, capsys):
     assert any(n.endswith("d1_mm") for n in names)
     proc = run_cli("plan", "Al", "--energy", "17", "--lens", str(LENS))
     assert proc.returncode == 1 and "--lens-distance-mm or --magnification" in proc.stderr
+
+
+SESSION = """version = 1
+[phase]
+name = "Si"
+[beam]
+energy_kev = 17.0
+[sample]
+size_mm = [2.0, 2.0, 0.1]
+[mount]
+up = "(111)"
+reflection = "1 1 1"
+[goniometer]
+preset = "dfxrm"
+[lens]
+file = "lens.toml"
+distance_mm = 5000.0
+[sweep]
+energy_kev = [10.0, 30.0]
+points = 5
+"""
+
+
+def test_a_session_file_drives_plan_and_sweep_as_the_flags_do(tmp_path, capsys, monkeypatch):
+    """The file the app saves reproduces the plan from the command line: the same table as
+    the same inputs given as flags, and the scene outputs and the report from it."""
+    lens = Path(__file__).parent / "data" / "lens_id06.toml"
+    (tmp_path / "lens.toml").write_text(lens.read_text(encoding="utf-8"), encoding="utf-8")
+    session = tmp_path / "session.toml"
+    session.write_text(SESSION, encoding="utf-8")
+    monkeypatch.chdir(tmp_path.parent)  # the lens path is relative to the session file
+    assert main(["plan", "--session", str(session)]) == 0
+    from_session = capsys.readouterr().out
+    assert main(["plan", "Si", "--energy", "17", "--reflection", "1 1 1", "--vertical", "(111)",
+                 "--goniometer", "dfxrm", "--sample-size-mm", "2", "2", "0.1", "--lens",
+                 str(lens), "--lens-distance-mm", "5000"]) == 0
+    assert capsys.readouterr().out == from_session
+    assert "magnification 16.658" in from_session and "Si 111" in from_session
+    report, glb = tmp_path / "r.pdf", tmp_path / "s.glb"
+    assert main(["plan", "--session", str(session), "--report", str(report),
+                 "--gltf", str(glb)]) == 0
+    assert report.read_bytes().startswith(b"%PDF") and glb.read_bytes()[:4] == b"glTF"
+    assert main(["sweep", "--session", str(session)]) == 0
+    out = capsys.readouterr().out
+    assert "Si at 17 keV" in out and "thickness 0.1 mm: transmission" in out
+
+
+@pytest.mark.parametrize("args, match", [
+    (["plan", "--session", "{s}", "--energy", "20"], "--session: gives every input; do not add --energy"),
+    (["plan", "--session", "{s}", "--polyhedra"], "do not add --polyhedra"),
+    (["sweep", "--session", "{s}", "--thickness-mm", "1"], "do not add --thickness-mm"),
+    (["plan", "--session", "{bad}"], r"bad.toml: \[beam\] energy_kev"),
+    (["plan", "--energy", "17"], "phase: give a phase"),
+    (["sweep", "Al"], "--energy: give one energy"),
+])
+def test_session_errors_are_one_line(tmp_path, args, match):
+    good = tmp_path / "s.toml"
+    good.write_text(SESSION.replace('file = "lens.toml"\ndistance_mm = 5000.0\n', ""))
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SESSION.replace("energy_kev = 17.0", "energy_kev = -17.0"))
+    proc = run_cli(*[a.format(s=good, bad=bad) for a in args])
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    import re
+    assert re.search(match, proc.stderr), proc.stderr

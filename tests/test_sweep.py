@@ -331,37 +331,26 @@ def test_figures(tmp_path):
         plot_two_theta(ds, reflections=["Mg 99-90"])
 
 
-def test_experiment_scene_pdf_and_gltf(tmp_path):
-    import json
-
+def test_omega_stage_scene_pdf_and_gltf(tmp_path):
+    """The one-circle (omega) stage in the 3D scene: the diffracted beam leaves at 2theta and
+    the c axis, vertical on the mount, stays vertical under a pure omega rotation."""
     pytest.importorskip("trimesh")
-    from xrdflow.plot.geometry3d import experiment_scene, plot_experiment_3d, write_gltf
+    from xrdflow.scene import build_scene, save_image, write_gltf
 
-    scene = experiment_scene("Mg", energy_kev=87.1, reflection="10-11", mount=MG_MOUNT)
+    scene = build_scene("Mg", energy_kev=87.1, reflection="10-11", mount=MG_MOUNT, stage="omega")
     assert scene.info["two_theta_deg"] == pytest.approx(3.3256, abs=1e-3)
-    beam = next(s for s in scene.segments if s.name == "diffracted_beam")
-    direction = (beam.end - beam.start) / np.linalg.norm(beam.end - beam.start)
-    assert math.degrees(math.acos(direction[0])) == pytest.approx(scene.info["two_theta_deg"])
-    # the unit cell's c axis stays vertical under a pure omega rotation
-    cell = [s for s in scene.segments if s.name.startswith("unit_cell")]
-    assert len(cell) == 12
-    vertical = [np.allclose(np.cross(s.end - s.start, [0, 0, 1]), 0, atol=1e-12) for s in cell]
-    assert sum(vertical) == 4
-    fig = plot_experiment_3d(scene)
-    fig.savefig(tmp_path / "exp.pdf")
-    assert (tmp_path / "exp.pdf").read_bytes()[:4] == b"%PDF"
-    out = write_gltf(scene, tmp_path / "exp.gltf")
-    doc = json.loads(out.read_text())
-    assert doc["asset"]["version"] == "2.0"
-    assert all(b["uri"].startswith("data:application/octet-stream;base64,") for b in doc["buffers"])
-    names = {n.get("name") for n in doc["nodes"]}
-    assert {"incident_beam", "diffracted_beam", "sample", "detector"} <= names
+    kout = np.asarray(scene.info["k_out"])
+    assert math.degrees(math.acos(kout[0])) == pytest.approx(scene.info["two_theta_deg"])
+    c_axis = scene.node("crystal_axis_c").mesh.vertices
+    tip = c_axis[np.argmax(c_axis @ [0, 0, 1])] - c_axis.mean(axis=0)
+    assert np.allclose(tip[:2], 0.0, atol=1e-9 * np.linalg.norm(tip)) and tip[2] > 0
+    assert save_image(scene, tmp_path / "exp.pdf").read_bytes()[:4] == b"%PDF"
     import trimesh
 
-    loaded = trimesh.load(out)
-    assert len(loaded.geometry) == len(scene.segments) + len(scene.boxes)
-    # lab z (up) is glTF +Y: the vertical cell edges are along Y after loading
-    with pytest.raises(ValueError, match="no omega goniometer solution"):
-        experiment_scene("Al", energy_kev=30.0, reflection="002",
-                         mount={"vertical": "[001]", "beam": "[100]"})
+    loaded = trimesh.load(write_gltf(scene, tmp_path / "exp.glb"))
+    names = set(loaded.graph.nodes_geometry)
+    assert {"beam_in", "beam_diffracted", "sample", "atoms_Mg"} <= names
+    with pytest.raises(ValueError, match="reflection: .*no omega solution"):
+        build_scene("Al", energy_kev=30.0, reflection="002", stage="omega",
+                    mount={"vertical": "[001]", "beam": "[100]"})
 

@@ -4,7 +4,8 @@ Public API only. Answers, for a whole energy range at once:
 1. is the sample too thick at this energy (transmission through 0.5-10 mm of Mg);
 2. which reflections fall inside the instrument's 2theta range;
 3. how to rotate the crystal (c axis vertical, a axis along the beam) into the Bragg
-   condition for 10-11, and what the experiment looks like (PDF + glTF for the logbook).
+   condition for 10-11, and what the experiment looks like (the one-page report PDF for the
+   logbook, a PNG of the 3D scene, and a glTF scene for Blender).
 
     python workflows/geometry_sweep.py [OUTPUT_FOLDER]
 """
@@ -17,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 import xrdflow
-from xrdflow.plot.geometry3d import experiment_scene, plot_experiment_3d, write_gltf
-from xrdflow.plot.sweep import plot_transmission, plot_two_theta
 from xrdflow import sweep_table, write_sweep
+from xrdflow.plot.sweep import plot_transmission, plot_two_theta
+from xrdflow.scene import save_image, scene_from_plan, write_gltf
 
 
 def main(out: Path) -> None:
@@ -47,9 +48,14 @@ def main(out: Path) -> None:
     plot_two_theta(ds).savefig(out / "mg_two_theta.pdf")
     plot_transmission(ds).savefig(out / "mg_transmission.pdf")
 
-    scene = experiment_scene("Mg", energy_kev=87.1, reflection="10-11", mount=mount)
-    plot_experiment_3d(scene).savefig(out / "mg_experiment.pdf")
-    write_gltf(scene, out / "mg_experiment.gltf")
+    # one experiment: 10-11 in the Bragg condition on a 3 x 3 x 1 mm plate (omega only)
+    plan = xrdflow.plan("Mg", energy_kev=87.1, reflection="10-11", mount=mount, stage="omega",
+                        thickness_mm=1.0)
+    print(xrdflow.plan_table(plan))
+    scene = scene_from_plan(plan, "Mg", sample_size_mm=(3.0, 3.0, 1.0))
+    save_image(scene, out / "mg_experiment.png")
+    write_gltf(scene, out / "mg_experiment.glb")
+    xrdflow.write_report(out / "mg_plan.pdf", plan, phase="Mg", scene=scene)
     print(scene.title)
     print(f"wrote {sorted(p.name for p in out.iterdir())} to {out}")
 

@@ -52,6 +52,10 @@ _EXPORTS = {
     "Goniometer": "_goniometer",
     "goniometer": "_goniometer",
     "read_lens": "_crl",
+    "write_report": "report",
+    "Session": "session",
+    "load_session": "session",
+    "save_session": "session",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

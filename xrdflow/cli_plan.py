@@ -72,15 +72,29 @@ def _orientation_args(p: argparse.ArgumentParser, *, default_stage: str | None) 
                    help="2theta range the instrument reaches (deg)")
 
 
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-anomalous", action="store_true",
+                   help="structure factors from f0 alone (no Chantler f', f'' at the energy)")
+    p.add_argument("--no-debye-waller", action="store_true",
+                   help="ignore the CIF's displacement parameters (no Debye-Waller factor)")
+
+
+def _session_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--session", type=Path, metavar="FILE",
+                   help=f"a session TOML file saved by the planner app (`xrdflow app`): it gives "
+                        f"every input of the {what}; then only output options may be added")
+
+
 def add_plan(sub) -> None:
     p = sub.add_parser(
-        "plan", help="plan one Bragg experiment: angles, path, lens, 3D scene",
+        "plan", help="plan one Bragg experiment: angles, path, lens, 3D scene, report",
         description="One energy, the reflections you name (exact members, e.g. 1 0 -2), the "
                     "crystal's mount: structure factors, Bragg angles, absorption, the goniometer "
                     "angles of every solution, the path through the plate, the objective lens; "
-                    "a 3D figure (PNG/PDF) and a glTF scene on request.")
-    p.add_argument("phase", help="built-in phase name, or a CIF file")
-    e = p.add_mutually_exclusive_group(required=True)
+                    "a 3D scene (PNG/PDF figure, glTF) and a one-page report PDF on request.")
+    p.add_argument("phase", nargs="?", help="built-in phase name, or a CIF file")
+    _session_arg(p, "plan")
+    e = p.add_mutually_exclusive_group()
     e.add_argument("--energy", type=float, metavar="KEV", help="photon energy (keV)")
     e.add_argument("--wavelength", type=float, metavar="A", help="wavelength (Angstrom)")
     p.add_argument("--reflection", nargs="+", metavar="HKL",
@@ -94,21 +108,40 @@ def add_plan(sub) -> None:
     p.add_argument("--thickness-mm", type=float, help="plate thickness (mm)")
     p.add_argument("--density", type=float, help="density (g/cm3) for the absorption; "
                                                  "default the crystal's")
+    _model_args(p)
     p.add_argument("--lens", type=Path, metavar="FILE", help="objective lens (CRL) TOML file")
     lens = p.add_mutually_exclusive_group()
     lens.add_argument("--lens-distance-mm", type=float, metavar="MM",
                       help="sample-detector distance for the lens' imaging condition")
     lens.add_argument("--magnification", type=float, help="the lens' magnification")
-    p.add_argument("--solution", type=int, default=0, choices=(0, 1),
+    s = p.add_argument_group("3D scene and report (need --vertical, and one --reflection)")
+    s.add_argument("--solution", type=int, default=None, choices=(0, 1),
                    help="solution shown in the 3D scene (default 0)")
-    p.add_argument("--sample-size-mm", type=float, nargs=3, metavar=("X", "Y", "Z"),
-                   help="sample extent along its x (beam at zero), y, z axes, for the scene; "
-                        "default a plate 0.2 x 1 x 1 (thickness-mm along x if given)")
-    p.add_argument("--figure-3d", type=Path, metavar="PATH",
-                   help="write the 3D scene as a figure (.png or .pdf)")
-    p.add_argument("--gltf", type=Path, metavar="PATH", help="write the 3D scene as glTF (.gltf)")
+    s.add_argument("--sample-size-mm", type=float, nargs=3, metavar=("W", "H", "T"),
+                   help="the plate's width, height and thickness (mm); thickness along the plate "
+                        "normal; default 1 x 1 x (--thickness-mm or 0.2)")
+    s.add_argument("--beam-size-mm", type=float, nargs=2, metavar=("H", "V"),
+                   help="beam cross-section, horizontal x vertical (mm); default 0.5 x 0.1")
+    s.add_argument("--cells", type=int, nargs=3, metavar=("NA", "NB", "NC"),
+                   help="unit cells drawn along a, b, c (default 1 1 1)")
+    s.add_argument("--no-bonds", action="store_true", help="draw no bonds")
+    s.add_argument("--polyhedra", action="store_true", help="draw coordination polyhedra")
+    s.add_argument("--true-distances", action="store_true",
+                   help="draw the lens and detector at their true distances (default: long "
+                        "distances are drawn shortened, and the scene says so)")
+    s.add_argument("--detector-distance-mm", type=float, metavar="MM",
+                   help="sample-detector distance drawn without a lens")
+    s.add_argument("--figure-3d", type=Path, metavar="PATH",
+                   help="write the 3D scene as a figure (.png, .pdf or .svg)")
+    s.add_argument("--gltf", type=Path, metavar="PATH",
+                   help="write the 3D scene as glTF 2.0 (.gltf or .glb), for Blender")
+    s.add_argument("--report", type=Path, metavar="PATH",
+                   help="write the one-page report PDF for the logbook")
     p.add_argument("-o", "--output", type=Path, help="write the plan dataset (.nc or .nxs)")
     p.set_defaults(func=cmd_plan)
+
+
+_SCENE_FLAGS = ("solution", "sample_size_mm", "beam_size_mm", "cells", "detector_distance_mm")
 
 
 def _mount(args):
@@ -119,14 +152,26 @@ def _mount(args):
     return {"vertical": args.vertical, "beam": args.beam}
 
 
-def cmd_plan(args) -> int:
-    from . import plan, plan_table, write_sweep
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
+
+def _refuse_with_session(args, names) -> None:
+    given = [_flag(n) for n in names if getattr(args, n, None) not in (None, False)]
+    if given:
+        raise ValueError(f"--session: gives every input; do not add {', '.join(given)} "
+                         f"(edit the session file instead)")
+
+
+def _plan_inputs_from_args(args) -> tuple[dict, dict, dict]:
+    """(plan kwargs, scene kwargs, report inputs) from the command line."""
+    if args.phase is None:
+        raise ValueError("phase: give a phase (a built-in name or a CIF file), or --session")
+    if args.energy is None and args.wavelength is None:
+        raise ValueError("--energy, --wavelength: give one (or --session)")
     mount = _mount(args)
     stage = args.stage or ("shortest-path" if mount is not None else "omega")
     sp = stage == "shortest-path"
-    if mount is None and (args.figure_3d or args.gltf):
-        raise ValueError("--figure-3d, --gltf: need a mount (--vertical) to orient the crystal")
     if not sp and (args.goniometer or args.surface_normal):
         raise ValueError("--goniometer, --surface-normal: only with --stage shortest-path")
     lens_kw = {}
@@ -137,58 +182,92 @@ def cmd_plan(args) -> int:
                        lens_magnification=args.magnification)
     elif args.lens_distance_mm is not None or args.magnification is not None:
         raise ValueError("--lens-distance-mm, --magnification: need --lens")
-    ds = plan(args.phase, energy_kev=args.energy, wavelength_a=args.wavelength,
-              reflection=args.reflection, mount=mount, stage=stage if mount else "omega",
-              scattering_plane=args.scattering_plane,
-              goniometer=_goniometer(args.goniometer) if sp and mount else None,
-              surface_normal=args.surface_normal if sp and mount else None,
-              thickness_mm=args.thickness_mm, density=args.density,
-              two_theta_range=tuple(args.two_theta_range) if args.two_theta_range else None,
-              **lens_kw)
+    size = args.sample_size_mm
+    thickness = args.thickness_mm
+    if size is not None and thickness is not None and abs(size[2] - thickness) > 1e-12:
+        raise ValueError(f"--sample-size-mm, --thickness-mm: the plate's thickness is given "
+                         f"twice ({size[2]:g} and {thickness:g} mm)")
+    if size is not None and thickness is None and mount is not None:
+        thickness = size[2]
+    plan_kw = dict(phase=args.phase, energy_kev=args.energy, wavelength_a=args.wavelength,
+                   reflection=args.reflection, mount=mount, stage=stage if mount else "omega",
+                   scattering_plane=args.scattering_plane,
+                   goniometer=_goniometer(args.goniometer) if sp and mount else None,
+                   surface_normal=args.surface_normal if sp and mount else None,
+                   thickness_mm=thickness, density=args.density,
+                   two_theta_range=tuple(args.two_theta_range) if args.two_theta_range else None,
+                   anomalous=not args.no_anomalous,
+                   debye_waller=None if args.no_debye_waller else "cif", **lens_kw)
+    scene_kw = dict(solution=args.solution or 0,
+                    sample_size_mm=tuple(size) if size else (1.0, 1.0, thickness or 0.2),
+                    cells=tuple(args.cells) if args.cells else (1, 1, 1),
+                    bonds=not args.no_bonds, polyhedra=args.polyhedra,
+                    compact=not args.true_distances)
+    if args.beam_size_mm:
+        scene_kw["beam_size_mm"] = tuple(args.beam_size_mm)
+    if args.detector_distance_mm is not None:
+        scene_kw["detector_distance_mm"] = args.detector_distance_mm
+    return plan_kw, scene_kw, {}
+
+
+def _plan_inputs_from_session(args) -> tuple[dict, dict, dict]:
+    from .session import load_session
+
+    _refuse_with_session(args, (
+        "phase", "energy", "wavelength", "reflection", "vertical", "beam", "stage",
+        "goniometer", "surface_normal", "two_theta_range", "thickness_mm", "density",
+        "no_anomalous", "no_debye_waller", "lens", "lens_distance_mm", "magnification",
+        *_SCENE_FLAGS, "no_bonds", "polyhedra", "true_distances"))
+    if args.scattering_plane != "vertical":
+        raise ValueError("--session: gives every input; do not add --scattering-plane")
+    session = load_session(args.session)
+    return session.plan_kwargs(), session.scene_kwargs(), session.inputs()
+
+
+def cmd_plan(args) -> int:
+    from . import plan, plan_table, write_sweep
+
+    plan_kw, scene_kw, inputs = (_plan_inputs_from_session(args) if args.session is not None
+                                 else _plan_inputs_from_args(args))
+    wants_scene = bool(args.figure_3d or args.gltf or args.report)
+    if wants_scene and plan_kw.get("mount") is None and not args.report:
+        raise ValueError("--figure-3d, --gltf: need a mount (--vertical) to orient the crystal")
+    for path, suffixes, flag in ((args.figure_3d, (".png", ".pdf", ".svg"), "--figure-3d"),
+                                 (args.gltf, (".gltf", ".glb"), "--gltf"),
+                                 (args.report, (".pdf",), "--report")):
+        if path is not None and path.suffix.lower() not in suffixes:
+            raise ValueError(f"{flag}: {path}: write {' or '.join(suffixes)}")
+    phase = plan_kw.pop("phase")
+    ds = plan(phase, **plan_kw)
     print(plan_table(ds))
     if args.output:
         print(f"wrote {write_sweep(ds, args.output)}")
-    if args.figure_3d or args.gltf:
-        _scene_outputs(args, ds, mount, stage)
+    if wants_scene:
+        _scene_outputs(args, ds, phase, plan_kw, scene_kw, inputs)
     return 0
 
 
-def _scene_outputs(args, ds, mount, stage) -> None:
-    from .plot.geometry3d import experiment_scene, plot_experiment_3d, write_gltf
+def _scene_outputs(args, ds, phase, plan_kw, scene_kw, inputs) -> None:
+    from .scene import scene_from_plan
 
-    if args.reflection is None or len(args.reflection) != 1:
-        raise ValueError("--figure-3d, --gltf: name one --reflection for the scene")
-    size = args.sample_size_mm or (args.thickness_mm or 0.2, 1.0, 1.0)
-    energy = float(ds.energy[0])
-    scene = experiment_scene(
-        args.phase, energy_kev=energy, reflection=args.reflection[0], mount=mount, stage=stage,
-        scattering_plane=args.scattering_plane,
-        goniometer=_goniometer(args.goniometer) if stage == "shortest-path" else None,
-        surface_normal=args.surface_normal if stage == "shortest-path" else None,
-        solution=args.solution, sample_size_mm=size)
+    scene = None
+    if plan_kw.get("mount") is not None:
+        if ds.sizes["reflection"] != 1:
+            raise ValueError("--figure-3d, --gltf, --report: name one --reflection for the "
+                             "3D scene")
+        scene = scene_from_plan(ds, phase, **scene_kw)
     if args.figure_3d:
-        _save_figure(scene, args.figure_3d, plot_experiment_3d)
-        print(f"wrote {args.figure_3d}")
+        from .scene import save_image
+
+        print(f"wrote {save_image(scene, args.figure_3d)}")
     if args.gltf:
+        from .scene import write_gltf
+
         print(f"wrote {write_gltf(scene, args.gltf)}")
+    if args.report:
+        from .report import write_report
 
-
-def _save_figure(scene, path: Path, plot) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .nexus import atomic_output
-
-    if path.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise ValueError(f"--figure-3d: {path}: write .png, .pdf or .svg")
-    fig = plot(scene)
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format=path.suffix[1:].lower(), dpi=150, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+        print(f"wrote {write_report(args.report, ds, phase=phase, scene=scene, inputs=inputs)}")
 
 
 def add_sweep(sub) -> None:
@@ -196,8 +275,9 @@ def add_sweep(sub) -> None:
                        description="Bragg angles, reachability and transmission over an energy range "
                                    "(or one energy); prints the reachable reflections at one energy "
                                    "and writes the dataset.")
-    p.add_argument("phase", help="built-in phase name, or a CIF file")
-    p.add_argument("--energy", nargs="+", type=float, metavar="KEV", required=True,
+    p.add_argument("phase", nargs="?", help="built-in phase name, or a CIF file")
+    _session_arg(p, "sweep")
+    p.add_argument("--energy", nargs="+", type=float, metavar="KEV",
                    help="one energy E, or LOW HIGH N: a range in keV and its number of points")
     p.add_argument("--at", type=float, help="energy (keV) for the printed table (default: the middle)")
     p.add_argument("--thickness-mm", type=float, nargs="+", help="sample thickness(es) in mm")
@@ -207,13 +287,41 @@ def add_sweep(sub) -> None:
                    help="crystal direction along the goniometer axis (up), and optionally the one "
                         "along the beam, e.g. [0001] [2-1-10]")
     _orientation_args(p, default_stage="omega")
+    _model_args(p)
     p.add_argument("-o", "--output", type=Path, help="write the dataset (.nc or .nxs)")
     p.set_defaults(func=cmd_sweep)
 
 
 def cmd_sweep(args) -> int:
+    import numpy as np
+
     from . import sweep, sweep_table, write_sweep
 
+    if args.session is not None:
+        from .session import load_session
+
+        _refuse_with_session(args, ("phase", "energy", "thickness_mm", "reflection", "mount",
+                                    "goniometer", "surface_normal", "two_theta_range",
+                                    "no_anomalous", "no_debye_waller"))
+        if args.stage != "omega" or args.scattering_plane != "vertical":
+            raise ValueError("--session: gives every input; do not add --stage or "
+                             "--scattering-plane")
+        session = load_session(args.session)
+        kw = session.sweep_kwargs()
+        ds = sweep(kw.pop("phase"), **kw)
+        at = args.at if args.at is not None else session.plan_kwargs().get("energy_kev")
+        if at is None:
+            at = float(ds.energy[ds.sizes["energy"] // 2])
+        thick = kw.get("thickness_mm")
+        print(sweep_table(ds, at, thickness_mm=None if thick is None else float(
+            np.ravel(thick)[0])))
+        if args.output:
+            print(f"wrote {write_sweep(ds, args.output)}")
+        return 0
+    if args.phase is None:
+        raise ValueError("phase: give a phase (a built-in name or a CIF file), or --session")
+    if not args.energy:
+        raise ValueError("--energy: give one energy E or LOW HIGH N (or --session)")
     energy = _energy_values(args.energy)
     mount = None
     if args.mount:
@@ -228,7 +336,9 @@ def cmd_sweep(args) -> int:
                reflections=args.reflection, mount=mount, stage=args.stage,
                scattering_plane=args.scattering_plane,
                goniometer=_goniometer(args.goniometer) if sp else None,
-               surface_normal=args.surface_normal if sp else None)
+               surface_normal=args.surface_normal if sp else None,
+               anomalous=not args.no_anomalous,
+               debye_waller=None if args.no_debye_waller else "cif")
     at = args.at if args.at is not None else float(energy[len(energy) // 2]) if len(energy) % 2 \
         else float(energy.mean())
     print(sweep_table(ds, at, thickness_mm=args.thickness_mm[0] if args.thickness_mm else None))
