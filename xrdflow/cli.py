@@ -319,8 +319,14 @@ def _add_plan(sub) -> None:
     add_plan(sub)
 
 
+def _add_app(sub) -> None:
+    from .cli_app import add_app
+
+    add_app(sub)
+
+
 _COMMANDS = [_add_demo, _add_run, _add_ingest, _add_calibrate, _add_integrate, _add_fit, _add_strain,
-             _add_sweep, _add_plan]
+             _add_sweep, _add_plan, _add_app]
 
 
 def build_parser() -> argparse.ArgumentParser:
