@@ -11,8 +11,15 @@ the sample x), height along the sample z projected normal to the plate normal, w
 completing a right-handed frame (width x height = normal); the plate is turned by the
 solution's rotation ``R``. The incident beam runs along +x through the origin, diffracts
 at the plate's mid-plane (depth t/2, the origin) and leaves along ``k_out``: the drawn path
-inside the plate (entry face -> origin -> exit face) is ``t/2/cos(entry) + t/2/cos(exit)``,
-the sweep's ``path_length``. The objective lens (when the plan has one) lies on ``k_out``
+inside the plate (entry surface -> origin -> exit surface) is the beam's run through the
+actual plate box. With ``stage="shortest-path"`` the beam enters and leaves through the two
+large faces, so it is ``t/2/cos(entry) + t/2/cos(exit)``, the sweep's ``path_length``; when
+the plate is laterally small the beam can leave through a side face instead and the drawn
+path is shorter than the sweep's plate model (noted). The fixed stages (omega, omega-chi,
+omega-phi) have no ``path_length``: the title and ``info["path_length_mm"]`` give the drawn
+path, and a beam running along (or within :data:`GRAZING_DEG` of) the plate's plane is noted
+(the path then runs through the plate's side faces, not 1/cos of a grazing angle). The
+objective lens (when the plan has one) lies on ``k_out``
 from ``d1`` to ``d1 + lens_length`` (distances from the sample centre), the detector at the
 sample-detector distance. The crystal inset is ``crystal_nodes`` with rotation ``R @ U``:
 the same orientation as the sample, a block :data:`INSET_FRACTION` of the largest sample
@@ -25,8 +32,11 @@ gap marked by a break (two strokes, node ``beam_breaks``); the detector plate is
 :data:`DETECTOR_FRACTION` sample sizes and the magnified beam widens only as far as fits on
 it. Labels are short (``CRL ×16.7``, ``detector 5 m``, ``2θ 13.36°``; :data:`LABEL_PT`);
 the true numbers are in ``Scene.notes`` and ``Scene.info``. ``info["view"]`` is the
-default view (matplotlib ``elev``/``azim``, :data:`VIEWS`): normal to the scattering
-plane, where the orthographic picture shows 2θ true; the renderers use it unless given a
+default view (matplotlib ``elev``/``azim``): the actual scattering plane's normal
+``±(k_in x k_out)`` (the sign putting the eye on the -y side of a near-vertical plane, the
++z side of a near-horizontal one) turned by the small fixed tilt of :data:`VIEWS` (the
+views for the exactly vertical and horizontal planes), so the orthographic picture shows 2θ
+nearly true whatever the plane (``stage="omega"`` leaves eta free); the renderers use it unless given a
 view, and the labels are placed (:class:`_Placer`) so they cover neither each other nor
 the drawing as seen from it. No plotting library is imported here.
 """
@@ -40,8 +50,8 @@ from typing import Any
 import numpy as np
 
 from ..options import boolean, choice, positive, positive_array
-from .crystal import _check_cells, crystal_nodes
-from .model import (
+from .crystal import _check_cells, _crystal_nodes
+from .model import (  # view_basis: also importable from here, as before
     Label,
     Lines,
     Material,
@@ -52,10 +62,13 @@ from .model import (
     box_mesh,
     cylinder_mesh,
     ring_mesh,
+    view_angles,
+    view_basis,
 )
 
 __all__ = ["build_scene", "scene_from_plan", "COMPACT_LIMIT", "COMPACT_LENGTH",
-           "LENS_RADIUS_FRACTION", "DETECTOR_FRACTION", "INSET_FRACTION", "VIEWS"]
+           "LENS_RADIUS_FRACTION", "DETECTOR_FRACTION", "INSET_FRACTION", "VIEWS",
+           "GRAZING_DEG"]
 
 #: with ``compact=True`` distances longer than this many largest sample sizes are shortened
 COMPACT_LIMIT = 4.0
@@ -77,10 +90,13 @@ INSET_FRACTION = 0.9
 #: font size (pt) of the scene's labels, and of the smaller ones (axes, lab triad)
 LABEL_PT = 7.5
 SMALL_PT = 6.5
-#: default view (matplotlib elev/azim, degrees) per scattering plane: looking normal to
-#: the plane (vertical: from -y, a little from above; horizontal: from above), so the
-#: orthographic picture shows 2theta and the in-plane angles nearly true
+#: default view (matplotlib elev/azim, degrees) of an exactly vertical (normal -y) and an
+#: exactly horizontal (normal +z) scattering plane: looking along the plane's normal tilted
+#: a little (vertical: from a little above and downstream; horizontal: from a little
+#: towards -y). Any other plane's view is the same tilt from its own normal.
 VIEWS = {"vertical": {"elev": 12.0, "azim": -80.0}, "horizontal": {"elev": 70.0, "azim": -90.0}}
+#: a beam within this many degrees of the plate's plane is noted as running along it
+GRAZING_DEG = 1.0
 
 _X = np.array([1.0, 0.0, 0.0])
 _Y = np.array([0.0, 1.0, 0.0])
@@ -124,7 +140,8 @@ def _unit(v) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- validation
 def _check_args(solution, sample_size_mm, beam_size_mm, detector_distance_mm, compact,
-                bonds, polyhedra, cells) -> tuple[int, np.ndarray, np.ndarray, float | None]:
+                bonds, polyhedra, cells):
+    """Validate once: (solution, size, beam, detector distance, cells)."""
     if isinstance(solution, (bool, np.bool_)) or not isinstance(solution, (int, np.integer)):
         raise ValueError(f"solution: must be 0 or 1, got {solution!r}")
     choice(int(solution), "solution", (0, 1))
@@ -141,8 +158,7 @@ def _check_args(solution, sample_size_mm, beam_size_mm, detector_distance_mm, co
     boolean(compact, "compact")
     boolean(bonds, "bonds")
     boolean(polyhedra, "polyhedra")
-    _check_cells(cells)
-    return int(solution), size, beam, det
+    return int(solution), size, beam, det, _check_cells(cells)
 
 
 # -------------------------------------------------------------------------- public API
@@ -160,7 +176,9 @@ def build_scene(phase: Any, *, energy_kev: float, reflection: Any, mount: Any,
     Parameters
     ----------
     phase
-        Built-in phase name, CIF path or pymatgen Structure.
+        Built-in phase name, CIF path or pymatgen Structure. A CIF is parsed once: the
+        plan and the drawing share the Structure (its ``b_iso`` site property carries the
+        CIF's Debye-Waller factors; the plan's ``phase_reference`` still names the file).
     energy_kev
         Photon energy (keV), one value.
     reflection
@@ -203,10 +221,12 @@ def build_scene(phase: Any, *, energy_kev: float, reflection: Any, mount: Any,
     >>> round(scene.info["two_theta_deg"], 2), scene.node("sample").group
     (13.36, 'sample')
     """
+    from .._phases import BUILTIN_PHASES, load_phase, phase_reference
     from .._plan import plan
 
-    solution, size, _, det = _check_args(solution, sample_size_mm, beam_size_mm,
-                                         detector_distance_mm, compact, bonds, polyhedra, cells)
+    checked = _check_args(solution, sample_size_mm, beam_size_mm, detector_distance_mm,
+                          compact, bonds, polyhedra, cells)
+    size, det = checked[1], checked[3]
     if np.ndim(energy_kev) > 0 and np.size(energy_kev) != 1:
         raise ValueError(f"energy_kev: build_scene takes one energy, got {energy_kev!r}")
     if lens is not None and lens_distance_mm is None and lens_magnification is None:
@@ -226,11 +246,18 @@ def build_scene(phase: Any, *, energy_kev: float, reflection: Any, mount: Any,
     elif lens_distance_mm is not None or lens_magnification is not None:
         raise ValueError("lens_distance_mm, lens_magnification: need lens")
     energy = float(np.ravel(energy_kev)[0]) if np.ndim(energy_kev) else energy_kev
-    ds = plan(phase, energy_kev=energy, reflection=reflection, mount=mount, stage=stage,
-              **kwargs).compute()
-    return scene_from_plan(ds, phase, solution=solution, sample_size_mm=sample_size_mm,
-                           beam_size_mm=beam_size_mm, detector_distance_mm=detector_distance_mm,
-                           compact=compact, cells=cells, bonds=bonds, polyhedra=polyhedra)
+    # parse a CIF once (~1 s each): the plan and the drawing share the Structure (its site
+    # property b_iso keeps the CIF's Debye-Waller factors); a built-in name stays a name
+    builtin = isinstance(phase, str) and phase in BUILTIN_PHASES
+    structure = load_phase(phase)
+    if not builtin:
+        kwargs.setdefault("name", structure.composition.reduced_formula)
+    ds = plan(phase if builtin else structure, energy_kev=energy, reflection=reflection,
+              mount=mount, stage=stage, **kwargs).compute()
+    if not builtin:
+        ds.attrs["phase_reference"] = phase_reference(phase)  # "CIF file ...", as for a path
+    return _scene(ds, structure, None, checked, bool(compact), bool(bonds), bool(polyhedra),
+                  goniometer)
 
 
 def scene_from_plan(ds, phase: Any, reflection: Any = None, solution: int = 0, *,
@@ -246,7 +273,9 @@ def scene_from_plan(ds, phase: Any, reflection: Any = None, solution: int = 0, *
     ds
         The plan dataset (one energy; lazy or computed).
     phase
-        The plan's phase (name, CIF path or Structure): the crystal inset's structure.
+        The plan's phase (name, CIF path or pymatgen Structure, e.g. one parsed once with
+        :func:`xrdflow._phases.load_phase`): the crystal inset's structure. Its lattice and
+        composition must be the plan's (``lattice_abc_angstrom``, ``composition``).
     reflection
         Which reflection of ``ds`` (label ``"Si 111"``, indices ``"111"`` / ``(1, 1, 1)``);
         ``None``: the plan's only reflection.
@@ -256,8 +285,9 @@ def scene_from_plan(ds, phase: Any, reflection: Any = None, solution: int = 0, *
         As in :func:`build_scene`. With a lens in the plan the detector is at the lens'
         ``total_distance_mm`` unless ``detector_distance_mm`` is given (then noted).
     goniometer
-        The stage's goniometer (a :class:`xrdflow._goniometer.Goniometer` or preset name)
-        when the plan's ``goniometer`` attribute cannot be read; default from the plan.
+        The stage's goniometer (a :class:`xrdflow._goniometer.Goniometer` or preset name):
+        its axes are drawn exactly (:func:`build_scene` passes its own); default: read
+        back from the plan's ``goniometer`` attribute (a plan loaded from a file).
 
     Returns
     -------
@@ -267,14 +297,21 @@ def scene_from_plan(ds, phase: Any, reflection: Any = None, solution: int = 0, *
     """
     from .._phases import load_phase
 
-    solution, size, beam, det = _check_args(solution, sample_size_mm, beam_size_mm,
-                                            detector_distance_mm, compact, bonds, polyhedra,
-                                            cells)
+    checked = _check_args(solution, sample_size_mm, beam_size_mm, detector_distance_mm,
+                          compact, bonds, polyhedra, cells)
+    return _scene(ds, load_phase(phase), reflection, checked, bool(compact), bool(bonds),
+                  bool(polyhedra), goniometer)
+
+
+def _scene(ds, structure, reflection, checked, compact: bool, bonds: bool, polyhedra: bool,
+           goniometer) -> Scene:
+    """scene_from_plan after validation (``checked``: :func:`_check_args`'s result)."""
+    solution, size, beam, det, cells = checked
     if "rotation" not in ds or "mount_U" not in ds.attrs:
         raise ValueError("ds: the plan has no orientation (plan it with a mount)")
     if ds.sizes.get("energy", 1) != 1:
         raise ValueError(f"ds: a scene shows one energy, the plan has {ds.sizes['energy']}")
-    structure = load_phase(phase)
+    _check_phase(ds, structure)
     index = _reflection_index(ds, reflection)
     row = ds.isel(energy=0, reflection=index)
     row = _thickness_row(row, float(size[2]))
@@ -289,7 +326,32 @@ def scene_from_plan(ds, phase: Any, reflection: Any = None, solution: int = 0, *
             f"(no Bragg angle, no transmission through the plate, or the goniometer cannot "
             f"reach the orientation)")
     geo = _Geometry(ds, row, structure, solution, rot, size, beam)
-    return geo.scene(det, bool(compact), cells, bool(bonds), bool(polyhedra), goniometer)
+    return geo.scene(det, compact, cells, bonds, polyhedra, goniometer)
+
+
+def _check_phase(ds, structure) -> None:
+    """The phase drawn must be the plan's: same lattice (a, b, c) and composition as the
+    plan's attributes (when it has them)."""
+    a = ds.attrs
+    problems = []
+    comp = a.get("composition")
+    if comp is not None and str(comp) != structure.composition.reduced_formula:
+        problems.append(f"composition {structure.composition.reduced_formula}, the plan's {comp}")
+    abc = a.get("lattice_abc_angstrom")
+    if abc is not None:
+        try:
+            want = np.array([float(v) for v in str(abc).split(",")])
+        except ValueError:
+            want = None
+        have = np.asarray(structure.lattice.abc, dtype=float)
+        if want is not None and (want.shape != (3,) or not np.allclose(have, want, rtol=1e-5,
+                                                                        atol=1e-5)):
+            problems.append(f"lattice a, b, c {', '.join(f'{v:.6f}' for v in have)} A, the "
+                            f"plan's {abc} A")
+    if problems:
+        raise ValueError(f"phase: {structure.composition.reduced_formula} is not the plan's "
+                         f"phase {a.get('phase', '')!r} ({'; '.join(problems)}); pass the "
+                         f"phase the plan was computed with")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -397,12 +459,37 @@ def _short(v: float) -> str:
     return f"{v / 1000.0:.3g} m" if abs(v) >= 1000.0 else f"{v:.3g} mm"
 
 
-def view_basis(elev: float, azim: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(towards the viewer, screen right, screen up) unit vectors of a matplotlib view."""
-    el, az = math.radians(elev), math.radians(azim)
-    eye = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
-    right = np.array([-math.sin(az), math.cos(az), 0.0])
-    return eye, right, np.cross(eye, right)
+def _rotation_between(a, b) -> np.ndarray:
+    """The smallest rotation taking the unit vector ``a`` to the unit vector ``b``
+    (``a @ b > -1``)."""
+    a, b = _unit(a), _unit(b)
+    v, c = np.cross(a, b), float(a @ b)
+    k = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+    return np.eye(3) + k + k @ k / (1.0 + c)
+
+
+def scattering_view(k_out) -> tuple[dict[str, float], np.ndarray]:
+    """The default view (elev/azim) for a diffracted direction ``k_out`` (beam along +x)
+    and the scattering plane's unit normal it looks along (before the tilt).
+
+    The normal ``±(x × k_out)`` is signed towards -y for a plane nearer vertical, towards
+    +z for one nearer horizontal; the eye is that plane's :data:`VIEWS` eye turned by the
+    smallest rotation taking the lab plane's normal (-y or +z) to the actual normal, so it
+    lies the same small tilt from the normal whatever the plane. A tilted plane nearer
+    horizontal whose eye would then be on the +y side (the beam running right to left on
+    the screen) is seen from the -y side of its normal instead.
+    """
+    k = _unit(k_out)
+    side = np.cross(_X, k)
+    side = _unit(side) if np.linalg.norm(side) > 1e-9 else _Y.copy()
+    plane = "vertical" if abs(side @ _Y) >= abs(side @ _Z) else "horizontal"
+    for plane in dict.fromkeys((plane, "vertical")):
+        ref = -_Y if plane == "vertical" else _Z
+        normal = side if side @ ref >= 0 else -side
+        eye = _rotation_between(ref, normal) @ view_basis(**VIEWS[plane])[0]
+        if eye[1] <= 1e-9:  # from the -y side: the beam runs left to right on the screen
+            break
+    return view_angles(eye, VIEWS[plane]["azim"]), normal
 
 
 class _Placer:
@@ -534,24 +621,40 @@ class _Geometry:
         self.entry_deg = math.degrees(math.acos(min(1.0, abs(float(normal @ _X)))))
         self.exit_deg = math.degrees(math.acos(min(1.0, abs(float(normal @ self.k_out)))))
         t = float(size[2])
+        self.notes: list[str] = []
+        self.path_model: float | None = None  # the sweep's plate-path model, if it has one
         if "path_length" in row:
-            self.path_sweep = float(row.path_length.values[solution])
+            self.path_model = float(row.path_length.values[solution])
         elif "path_factor" in row:
-            self.path_sweep = float(row.path_factor.values[solution]) * t
-        else:  # one- and two-circle stages: the same mean path, from the plate's normal
-            self.path_sweep = (0.5 * t / abs(float(normal @ _X))
-                               + 0.5 * t / abs(float(normal @ self.k_out)))
+            self.path_model = float(row.path_factor.values[solution]) * t
+        # the path shown: the sweep's where it has one, else the drawn path (fixed stages)
+        self.path_sweep = self.path_drawn if self.path_model is None else self.path_model
+        grazing = [f"{what} {90.0 - deg:.3g}° from the plate's plane"
+                   for what, deg in (("incident beam", self.entry_deg),
+                                     ("diffracted beam", self.exit_deg))
+                   if 90.0 - deg < GRAZING_DEG]
+        self.grazing = bool(grazing)
+        if grazing:
+            self.notes.append(f"the beam runs along the plate ({', '.join(grazing)}): the "
+                              f"path through the plate, {self.path_drawn:.4g} mm, goes "
+                              f"through its side faces (set by the width and height)")
+        elif self.path_model is None:
+            planar = [0.5 * t / max(abs(float(normal @ d)), 1e-300) for d in (_X, self.k_out)]
+            if not math.isclose(self.path_drawn, sum(planar), rel_tol=1e-6):
+                self.notes.append(f"the beam leaves the plate through a side face: path "
+                                  f"{self.path_drawn:.4g} mm (through the two large faces it "
+                                  f"would be {sum(planar):.4g} mm)")
         self.angles = {n: float(row[n].values[solution]) for n in ds.attrs["stage_angles"]}
         side = np.cross(_X, self.k_out)
         self.side = _unit(side) if np.linalg.norm(side) > 1e-9 else _Y.copy()
         self.up = _unit(np.cross(self.side, self.k_out))  # in the scattering plane, normal to k_out
         self.half_diag = 0.5 * float(np.linalg.norm(size))
-        self.notes: list[str] = []
-        # the default view: normal to the scattering plane (whichever lab plane it is nearer)
-        plane = "vertical" if abs(self.side @ _Y) >= abs(self.side @ _Z) else "horizontal"
-        self.view = dict(VIEWS[plane])
+        # the default view: along the scattering plane's normal, a small fixed tilt off it
+        self.view, self.plane_normal = scattering_view(self.k_out)
         self.eye, self.right, self.screen_up = view_basis(self.view["elev"], self.view["azim"])
-        self.candidates: dict[str, list[np.ndarray]] = {}  # label node -> positions, best first
+        # label node -> its candidate positions (best first): a list, or a callable
+        # (placer, text, pt) -> list, evaluated when the picture's scale is known
+        self.candidates: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ distances
     def _drawn(self, true_mm: float, what: str, compact: bool,
@@ -613,7 +716,6 @@ class _Geometry:
             det_drawn, det_short = self._drawn(det, "sample-detector distance", compact)
             if det_short:
                 self.notes.append(f"shortened (not to scale): {self.shortened[0]}")
-            if det_short:
                 self.breaks.append(max(det_drawn - 0.3 * big, 0.5 * (self.l_out + det_drawn)))
         else:
             det_true = None
@@ -624,7 +726,7 @@ class _Geometry:
         nodes += self._beam_nodes(det_drawn, lens, info_lens)
         det_nodes = self._detector_nodes(det_drawn, det_true, det_short, lens)
         if lens is not None:
-            nodes += self._lens_nodes(lens, info_lens, s1 or s2)
+            nodes += self._lens_nodes(lens, info_lens)
             lens_end = (info_lens["drawn_d1_mm"] + info_lens["drawn_lens_length_mm"]) * self.k_out
             nodes.append(self._magnified_node(lens_end, det_drawn * self.k_out,
                                               lens["magnification"],
@@ -728,7 +830,8 @@ class _Geometry:
         angles = ", ".join(f"{_symbol(n)} {_fmt(a)}°" for n, a in self.angles.items())
         return (f"{self.ds.attrs.get('phase', '')} ({self._indices_text()}) at "
                 f"{float(self.row.energy):g} "
-                f"keV: 2θ {_fmt(self.two_theta)}°, {angles}; path {self.path_sweep:.3g} mm")
+                f"keV: 2θ {_fmt(self.two_theta)}°, {angles}; path {self.path_sweep:.3g} mm"
+                + (" (along the plate)" if self.grazing else ""))
 
     def _indices_text(self) -> str:
         """The reflection's indices as the plan labels them (four for hexagonal hkil)."""
@@ -759,7 +862,8 @@ class _Geometry:
             sample_axes=self.plate.tolist(),
             detector_distance_mm=det_true, drawn_detector_distance_mm=det_drawn,
             compact=compact, **inset_info, **info_lens)
-        if not math.isclose(self.path_drawn, self.path_sweep, rel_tol=1e-6):
+        if self.path_model is not None and not math.isclose(self.path_drawn, self.path_model,
+                                                            rel_tol=1e-6):
             self.notes.append(f"the beam leaves the plate through a side face: drawn path "
                               f"{self.path_drawn:.4g} mm, the plate-path model "
                               f"{self.path_sweep:.4g} mm (a laterally small plate)")
@@ -838,7 +942,7 @@ class _Geometry:
         """Half the larger side of the beam's cross-section (mm)."""
         return 0.5 * float(self.beam.max())
 
-    def _lens_nodes(self, lens, info_lens, shortened: bool) -> list[Node]:
+    def _lens_nodes(self, lens, info_lens) -> list[Node]:
         a = info_lens["drawn_d1_mm"] * self.k_out
         b = (info_lens["drawn_d1_mm"] + info_lens["drawn_lens_length_mm"]) * self.k_out
         r = max(LENS_RADIUS_FRACTION * self.big, 1.3 * self._footprint_radius())
@@ -949,8 +1053,8 @@ class _Geometry:
             + pl.around(z0, (0.0, 0.0), text, pt, order=("al", "bl")))
         # the 2theta arc, from the beam direction to k_out, in the scattering plane
         tt = math.radians(self.two_theta)
-        perp = self.up if self.k_out @ self.up >= 0 else -self.up
-        perp = _unit(self.k_out - (self.k_out @ _X) * _X) if tt > 1e-9 else perp
+        perp = (_unit(self.k_out - (self.k_out @ _X) * _X) if tt > 1e-9
+                else self.up)  # in the scattering plane, normal to the beam, towards k_out
         ang = np.linspace(0.0, tt, 33)
         rad = 0.9 * lk
         pts = rad * (np.cos(ang)[:, None] * _X + np.sin(ang)[:, None] * perp)
@@ -1020,17 +1124,22 @@ class _Geometry:
         order = np.argsort(diff / 30.0 - 2.0 * rad / r)
         order = [k for k in order if rad[k] > 0.55 * r] or list(order)
 
+        def outward(k, hw, hh, mmpp):
+            """(screen direction of ring point k as a lab vector, the offset that puts a
+            label's box just clear of that point)."""
+            ux, uy = qx[k] / max(rad[k], 1e-12), qy[k] / max(rad[k], 1e-12)
+            off = min(hw / max(abs(ux), 1e-9), hh / max(abs(uy), 1e-9)) + 2.0 * mmpp
+            return ux * self.right + uy * self.screen_up, off
+
         def make(pl, text, pt):
             hw, hh = pl.half_size(text, pt)
             out = []
             for k in order:
-                ux, uy = qx[k] / max(rad[k], 1e-12), qy[k] / max(rad[k], 1e-12)
-                off = min(hw / max(abs(ux), 1e-9), hh / max(abs(uy), 1e-9)) + 2.0 * pl.mmpp
-                out.append(ring[k] + off * (ux * self.right + uy * self.screen_up))
+                d3, off = outward(k, hw, hh, pl.mmpp)
+                out.append(ring[k] + off * d3)
             for k in order[:12]:  # beyond the outer circles, in line with this one's point
-                ux, uy = qx[k] / max(rad[k], 1e-12), qy[k] / max(rad[k], 1e-12)
-                off = min(hw / max(abs(ux), 1e-9), hh / max(abs(uy), 1e-9)) + 2.0 * pl.mmpp
-                out.append(((self.r_max + off) * (ux * self.right + uy * self.screen_up), 0.8))
+                d3, off = outward(k, hw, hh, pl.mmpp)
+                out.append(((self.r_max + off) * d3, 0.8))
             return out
 
         return make
@@ -1038,7 +1147,6 @@ class _Geometry:
     def _inset_nodes(self, ring_max: float, cells, bonds, polyhedra):
         lattice = self.structure.lattice.matrix
         rot_c = self.rot @ self.u
-        cells = _check_cells(cells)
         cells_arr = np.asarray(cells, dtype=float)
         corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
         corners = (corners * cells_arr) @ lattice @ rot_c.T  # block corners, A, lab directions
@@ -1054,7 +1162,7 @@ class _Geometry:
         center = direction * (ring_max + radius + 0.12 * self.big)
         block_center = 0.5 * (cells_arr @ lattice)  # Cartesian A
         origin = center - scale * rot_c @ block_center
-        nodes = crystal_nodes(self.structure, rotation=rot_c, origin=origin,
+        nodes = _crystal_nodes(self.structure, rotation=rot_c, origin=origin,
                               scale_mm_per_A=scale, cells=cells, bonds=bonds, polyhedra=polyhedra)
         for n in nodes:  # the a, b, c labels: beside their arrow tips, off the atoms
             if n.label is not None and n.name.endswith("_label"):

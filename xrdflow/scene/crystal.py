@@ -353,9 +353,19 @@ def crystal_nodes(structure, *, rotation, origin=(0.0, 0.0, 0.0), scale_mm_per_A
         raise ValueError(f"rotation: must be a finite 3x3 matrix, got shape {rot.shape}")
     org = np.asarray(origin, dtype=float).reshape(3)
     scale = positive(scale_mm_per_A, "scale_mm_per_A")
-    cells = _check_cells(cells)
-    bonds = boolean(bonds, "bonds")
-    polyhedra = boolean(polyhedra, "polyhedra")
+    return _crystal_nodes(structure, rotation=rot, origin=org, scale_mm_per_A=scale,
+                          cells=_check_cells(cells), bonds=boolean(bonds, "bonds"),
+                          polyhedra=boolean(polyhedra, "polyhedra"), name_prefix=name_prefix,
+                          group=group)
+
+
+def _crystal_nodes(structure, *, rotation, origin, scale_mm_per_A: float, cells, bonds: bool,
+                   polyhedra: bool, name_prefix: str = "", group: str = "crystal") -> CrystalNodes:
+    """:func:`crystal_nodes` with checked arguments (``cells`` a tuple of three ints)."""
+    rot = np.asarray(rotation, dtype=float)
+    org = np.asarray(origin, dtype=float).reshape(3)
+    scale = float(scale_mm_per_A)
+    cells = tuple(int(c) for c in cells)
     p = name_prefix
 
     def lab(points_a: np.ndarray) -> np.ndarray:

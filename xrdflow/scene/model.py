@@ -17,7 +17,37 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Material", "Mesh", "Lines", "Label", "Node", "Scene", "box_mesh", "cylinder_mesh",
-           "cone_mesh", "arrow_mesh", "sphere_mesh", "ring_mesh", "merge_meshes"]
+           "cone_mesh", "arrow_mesh", "sphere_mesh", "ring_mesh", "merge_meshes", "view_basis",
+           "view_angles"]
+
+
+def view_basis(elev: float, azim: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(towards the viewer, screen right, screen up) unit vectors of a matplotlib view
+    (``elev``/``azim`` degrees; screen right horizontal, z up on the screen).
+
+    >>> eye, right, up = view_basis(0.0, -90.0)
+    >>> eye.round(12).tolist(), right.round(12).tolist(), up.round(12).tolist()
+    ([0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0])
+    """
+    el, az = math.radians(elev), math.radians(azim)
+    eye = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+    right = np.array([-math.sin(az), math.cos(az), 0.0])
+    return eye, right, np.cross(eye, right)
+
+
+def view_angles(eye, azim_if_vertical: float = -90.0) -> dict[str, float]:
+    """The matplotlib ``elev``/``azim`` (degrees) of the unit vector towards the viewer
+    (``azim_if_vertical`` when it points along z); the inverse of :func:`view_basis`.
+
+    >>> view_angles([0.0, -1.0, 0.0])
+    {'elev': 0.0, 'azim': -90.0}
+    """
+    e = np.asarray(eye, dtype=float)
+    e = e / np.linalg.norm(e)
+    elev = math.degrees(math.asin(max(-1.0, min(1.0, float(e[2])))))
+    horiz = math.hypot(float(e[0]), float(e[1]))
+    azim = math.degrees(math.atan2(float(e[1]), float(e[0]))) if horiz > 1e-12 else azim_if_vertical
+    return {"elev": round(elev, 9) + 0.0, "azim": round(azim, 9) + 0.0}
 
 
 @dataclass(frozen=True)

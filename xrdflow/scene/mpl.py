@@ -12,13 +12,12 @@ no change of the user's backend, safe in headless workers and threads.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .model import Scene
+from .model import Scene, view_basis
 
 __all__ = ["draw", "save_image", "IMAGE_SUFFIXES"]
 
@@ -38,10 +37,7 @@ _Z_OPAQUE, _Z_LINES, _Z_TRANSLUCENT, _Z_LABELS = 1, 2, 3, 4
 
 def _view_vectors(elev: float, azim: float) -> tuple[np.ndarray, np.ndarray]:
     """Unit vector towards the viewer and the light direction (from up-left-front)."""
-    el, az = math.radians(elev), math.radians(azim)
-    eye = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
-    right = np.array([-math.sin(az), math.cos(az), 0.0])  # screen right, horizontal
-    up = np.cross(eye, right)  # screen up
+    eye, right, up = view_basis(elev, azim)
     light = eye + 0.6 * up - 0.45 * right
     return eye, light / np.linalg.norm(light)
 

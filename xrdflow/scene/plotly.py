@@ -1,23 +1,23 @@
 """Interactive plotly view of a :class:`~xrdflow.scene.model.Scene` (the planner app).
 
 One ``Mesh3d`` trace per mesh node, one ``Scatter3d`` line trace per :class:`Lines` node
-and one text trace for all labels, in the lab frame (mm: beam along +x, z up). The camera
+and one text trace per node group's labels, in the lab frame (mm: beam along +x, z up). The camera
 is orthographic and the aspect ratio is the data's, so angles on screen are true angles.
 
 The legend holds two kinds of entries: the scene's element key (``scene.legend``: one
 coloured square per element drawn, for reading colours; clicking one hides nothing) and,
 under "show / hide", one entry per node group (``"beam"``, ``"crystal"``, ...; an open
 circle in the colour of the group's first node), whose click shows or hides every node of
-that group. All labels share one text trace, toggled by the ``"labels"`` entry.
+that group, its labels included (each group's labels are one text trace in the group's
+``legendgroup``).
 """
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
-from .model import Scene
+from .model import Scene, view_basis
 
 __all__ = ["to_plotly"]
 
@@ -44,10 +44,8 @@ def _alpha(rgba) -> float:
 
 def _eye(elev: float, azim: float, distance: float = 1.8) -> dict:
     """plotly camera ``eye`` (in units of the scene box) for a matplotlib-style view."""
-    el, az = math.radians(elev), math.radians(azim)
-    return dict(x=distance * math.cos(el) * math.cos(az),
-                y=distance * math.cos(el) * math.sin(az),
-                z=distance * math.sin(el))
+    eye = distance * view_basis(elev, azim)[0]
+    return dict(x=float(eye[0]), y=float(eye[1]), z=float(eye[2]))
 
 
 def _segments_xyz(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,7 +68,7 @@ def to_plotly(scene: Scene, *, height: int = 600, show_labels: bool = True,
     height : int
         Figure height in pixels (the width follows the container).
     show_labels : bool
-        Draw the scene's text labels (one ``Scatter3d(mode="text")`` trace).
+        Draw the scene's text labels (one ``Scatter3d(mode="text")`` trace per group).
     elev, azim : float, optional
         The initial view (degrees, matplotlib's convention; the camera ``eye``); default
         the scene's ``info["view"]`` (normal to the scattering plane), else (20, -60).
@@ -80,7 +78,8 @@ def to_plotly(scene: Scene, *, height: int = 600, show_labels: bool = True,
     plotly.graph_objects.Figure
         Traces: one ``Mesh3d`` per mesh node and one ``Scatter3d`` (lines) per line node,
         each named after its node (the hover text is the node name) and put in the
-        ``legendgroup`` of the node's group; then the label trace; then invisible marker
+        ``legendgroup`` of the node's group; then the label traces (one per group, named
+        ``"<group> labels"``, in the group's ``legendgroup``); then invisible marker
         traces that make the legend: one per ``scene.legend`` element, one per group.
         ``layout.uirevision`` is constant, so the user's rotation survives updates.
 
@@ -128,16 +127,19 @@ def to_plotly(scene: Scene, *, height: int = 600, show_labels: bool = True,
         elif show_labels:
             labels.append(node)
 
-    if labels:
-        pos = np.array([n.label.position for n in labels])
+    by_group: dict[str, list] = {}  # one text trace per group, in the group's legendgroup
+    for n in labels:
+        by_group.setdefault(n.group, []).append(n)
+    for group, members in by_group.items():
+        pos = np.array([n.label.position for n in members])
         traces.append(go.Scatter3d(
             x=pos[:, 0], y=pos[:, 1], z=pos[:, 2], mode="text",
-            text=[n.label.text for n in labels], name="labels", legendgroup="labels",
-            showlegend=False, hovertext=[n.name for n in labels], hoverinfo="text",
+            text=[n.label.text for n in members], name=f"{group} labels", legendgroup=group,
+            showlegend=False, hovertext=[n.name for n in members], hoverinfo="text",
             textposition="middle center",
-            textfont=dict(size=[round(4.0 / 3.0 * float(n.label.size), 2) for n in labels],
-                          color=[_rgb(n.material.rgba) for n in labels])))
-        note_group("labels", labels[0].material.rgba)
+            textfont=dict(size=[round(4.0 / 3.0 * float(n.label.size), 2) for n in members],
+                          color=[_rgb(n.material.rgba) for n in members])))
+        note_group(group, members[0].material.rgba)
 
     # legend: invisible one-point-at-nowhere markers, which never touch the axis ranges
     nowhere = dict(x=[None], y=[None], z=[None], mode="markers", hoverinfo="skip")
