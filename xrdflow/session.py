@@ -8,6 +8,13 @@ plots. It turns into the arguments of the library: :meth:`Session.plan_kwargs` f
 :meth:`Session.sweep_kwargs` for :func:`xrdflow.sweep`, and :meth:`Session.inputs` for the
 report. The same session file reproduces the same plan anywhere: a CIF uploaded in the
 app is embedded in it (``cif_text``), and so is an uploaded lens (``[lens.table]``).
+Without a reflection, :meth:`Session.resolved` fills in the one the app shows (the
+strongest reachable), so the CLI and the app plan the same reflection.
+
+Every value is checked when the session is made (indices and directions parsed, an
+embedded lens read, numbers inside the ranges of :data:`ENERGY_RANGE_KEV` and the other
+``*_RANGE`` constants, which are also the app's widget limits): a bad file is refused on
+load with a message naming the file and the key.
 
 The file (every key but ``version`` and the phase is optional)::
 
@@ -23,7 +30,7 @@ The file (every key but ``version`` and the phase is optional)::
     two_theta_range = [0.0, 40.0]   # what the instrument reaches (deg)
 
     [sample]
-    size_mm = [1.0, 1.0, 0.2]   # width, height, thickness (the thickness is along the beam)
+    size_mm = [1.0, 1.0, 0.2]   # width, height, thickness (along the plate normal)
     density = 2.699             # g/cm3 for the absorption; default the crystal's
 
     [mount]
@@ -73,21 +80,50 @@ import re
 import shutil
 import tempfile
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from . import options as O
+from .units import HC_KEV_A
 
-__all__ = ["Session", "SESSION_VERSION", "GONIOMETER_PRESETS", "load_session", "save_session",
-           "session_from_text", "session_to_text"]
+__all__ = ["Session", "SESSION_VERSION", "GONIOMETER_PRESETS", "ENERGY_RANGE_KEV",
+           "WAVELENGTH_RANGE_A", "SIZE_RANGE_MM", "DENSITY_RANGE", "CELLS_RANGE",
+           "SWEEP_POINTS_RANGE", "LENS_VALUE_RANGE", "MAX_FAMILIES", "MAX_REFLECTIONS",
+           "ReflectionChoice", "load_session", "save_session", "session_from_text",
+           "session_to_text", "resolve_reflection"]
 
 #: the layout version written in every session file
 SESSION_VERSION = 1
 #: goniometer presets of the shortest-path stage (:data:`xrdflow._goniometer.GONIOMETERS`)
 GONIOMETER_PRESETS = ("dfxrm", "omega-chi-phi")
+
+# The ranges a session's values must lie in (inclusive). The app's widgets use the same
+# limits as min/max (streamlit would silently reset a value outside them), so a session
+# file the app cannot show is refused on load, in the app and in the CLI alike.
+#: photon energies (keV): xraydb's Elam absorption tables (100 eV - 800 keV; the Chantler
+#: scattering factors, 1.01 eV - 966 keV, cover them)
+ENERGY_RANGE_KEV = (0.1, 800.0)
+#: wavelengths (Angstrom): the same range as :data:`ENERGY_RANGE_KEV`
+WAVELENGTH_RANGE_A = (HC_KEV_A / ENERGY_RANGE_KEV[1], HC_KEV_A / ENERGY_RANGE_KEV[0])
+#: sample and beam sizes (mm)
+SIZE_RANGE_MM = (0.001, 1000.0)
+#: sample density (g/cm3; osmium, the densest element, is 22.6)
+DENSITY_RANGE = (0.001, 30.0)
+#: unit cells drawn along each axis in the 3D view
+CELLS_RANGE = (1, 4)
+#: points of the energy sweep
+SWEEP_POINTS_RANGE = (2, 2000)
+#: the lens' sample-detector distance (mm) or magnification
+LENS_VALUE_RANGE = (0.001, 1.0e6)
+#: families offered in the reflection list (the strongest ones)
+MAX_FAMILIES = 20
+#: most reciprocal-lattice points enumerated to list the reflections (about
+#: 4 pi / 3 (2 sin(theta_max) / wavelength)^3 V): above, the session is refused
+MAX_REFLECTIONS = 200_000
 
 _INSTALL_HINT = 'pip install -e ".[app]" (or pip install tomli-w)'
 
@@ -105,17 +141,72 @@ def _opt_positive(value: Any, name: str) -> float | None:
     return None if value is None else O.positive(value, name)
 
 
-def _triple(value: Any, name: str, *, integer: bool = False) -> tuple:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
-        raise ValueError(f"{name}: must be three numbers, got {value!r}")
-    if integer:
-        return tuple(O.positive_int(v, name) for v in value)
-    return tuple(O.positive(v, name) for v in value)
+def _bounded(value: Any, name: str, bounds: tuple[float, float], unit: str = "",
+             integer: bool = False) -> Any:
+    """``value`` checked to lie in ``bounds`` (inclusive)."""
+    v = O.positive_int(value, name) if integer else O.positive(value, name)
+    lo, hi = bounds
+    if not lo <= v <= hi:
+        unit = f" {unit}" if unit else ""
+        raise ValueError(f"{name}: must be between {lo:g} and {hi:g}{unit}, got {value!r}")
+    return v
 
 
-def _positive_pair(value: Any, name: str) -> tuple[float, float]:
-    a, b = O.pair(value, name)
-    return O.positive(a, name), O.positive(b, name)
+def _bounded_tuple(value: Any, name: str, n: int, bounds: tuple[float, float], unit: str = "",
+                   integer: bool = False) -> tuple:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != n:
+        raise ValueError(f"{name}: must be {'three' if n == 3 else n} "
+                         f"{'integers' if integer else 'numbers'}, got {value!r}")
+    return tuple(_bounded(v, name, bounds, unit, integer) for v in value)
+
+
+def _newlines(text: str) -> str:
+    """``text`` with Windows (CRLF) and old Mac (CR) line ends as ``\\n``."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _check_direction(text: str, name: str) -> None:
+    """Refuse a mount direction the library cannot read (as :mod:`xrdflow._mounts` reads it)."""
+    from ._lattice import parse_indices, three_indices
+    from ._mounts import _float_indices
+
+    try:
+        kind, idx = parse_indices(text)
+        three_indices(kind, idx, text)
+        return
+    except ValueError:
+        pass
+    if _float_indices(text) is None:
+        raise ValueError(f"{name}: cannot read a direction or plane normal from {text!r}: write "
+                         f"[uvw], [uvtw], (hkl), (hkil) or three numbers")
+
+
+def _check_reflection(text: str, name: str, labels: tuple[str, ...]) -> None:
+    """Refuse a reflection the library cannot read (``"1 1 1"``, ``"(111)"``, ``"Al 111"``)."""
+    from ._lattice import parse_indices, three_indices
+
+    body = text
+    for label in labels:
+        if label and text.startswith(label + " "):
+            body = text[len(label) + 1:]
+            break
+    try:
+        kind, idx = parse_indices(body)
+        if kind != "hkl":
+            raise ValueError(f"{text!r} is a direction, not a reflection: write (hkl) or h k l")
+        three_indices(kind, idx, text)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _check_lens_table(table: Mapping[str, Any], name: str) -> None:
+    """Refuse an embedded lens the library cannot read (:func:`xrdflow._crl.read_lens`)."""
+    from ._crl import read_lens
+
+    try:
+        read_lens(dict(table))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name}: {str(exc).removeprefix('lens: ')}") from None
 
 
 def _safe_label(text: str) -> str:
@@ -146,7 +237,15 @@ def _cif_file(label: str, cif_text: str) -> str:
     path = _private_dir() / digest / f"{_safe_label(label.removesuffix('.cif'))}.cif"
     if not path.is_file():
         path.parent.mkdir(mode=0o700, exist_ok=True)
-        path.write_text(cif_text, encoding="utf-8")
+        # a temporary file renamed into place: another thread never reads a half-written CIF
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(cif_text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return str(path)
 
 
@@ -167,7 +266,7 @@ class Session:
         Exactly one: photon energy (keV) or wavelength (Angstrom).
     reflection
         The reflection to plan, an exact member (``"1 1 1"``, ``"1 0 -2"``); ``None``: the
-        strongest reachable one (chosen by the app).
+        strongest reachable one, the app's default (:meth:`resolved` fills it in).
     mount_up, exit_surface
         Crystal direction ``[uvw]`` or plane normal ``(hkl)`` pointing up (lab z), and the
         normal of the plate's exit surface, which is along the beam at zero angles (the
@@ -177,7 +276,8 @@ class Session:
         Goniometer preset (:data:`GONIOMETER_PRESETS`), stage (``shortest-path``, ``omega``,
         ``omega-chi``, ``omega-phi``), plane of the diffracted beam.
     sample_size_mm
-        (width, height, thickness) of the plate in mm; the thickness is along the beam.
+        (width, height, thickness) of the plate in mm; the thickness is along the plate
+        normal (the exit-surface normal: the beam direction only at zero stage angles).
     density
         g/cm3 for the absorption; ``None``: the crystal's.
     two_theta_range
@@ -228,31 +328,49 @@ class Session:
         s = object.__setattr__
         s(self, "phase", O.string(self.phase.strip() if isinstance(self.phase, str) else self.phase,
                                   "[phase] name"))
-        if self.cif_text is not None and (not isinstance(self.cif_text, str) or not self.cif_text.strip()):
-            raise ValueError("[phase] cif_text: must be the text of a CIF file")
+        if self.cif_text is not None:
+            if not isinstance(self.cif_text, str) or not self.cif_text.strip():
+                raise ValueError("[phase] cif_text: must be the text of a CIF file")
+            s(self, "cif_text", _newlines(self.cif_text))
         if (self.energy_kev is None) == (self.wavelength_a is None):
             raise ValueError("[beam] energy_kev, wavelength_a: give exactly one of them")
-        s(self, "energy_kev", _opt_positive(self.energy_kev, "[beam] energy_kev"))
-        s(self, "wavelength_a", _opt_positive(self.wavelength_a, "[beam] wavelength_a"))
+        if self.energy_kev is not None:
+            s(self, "energy_kev", _bounded(self.energy_kev, "[beam] energy_kev", ENERGY_RANGE_KEV,
+                                           "keV"))
+        if self.wavelength_a is not None:
+            s(self, "wavelength_a", _bounded(self.wavelength_a, "[beam] wavelength_a",
+                                             WAVELENGTH_RANGE_A, "Å"))
         for name, key in (("reflection", "[mount] reflection"), ("mount_up", "[mount] up"),
                           ("exit_surface", "[mount] exit_surface"), ("lens", "[lens] file")):
             s(self, name, _opt_str(getattr(self, name), key))
         if self.exit_surface is not None and self.mount_up is None:
             raise ValueError("[mount] exit_surface: needs [mount] up as well")
+        for name, key in (("mount_up", "[mount] up"), ("exit_surface", "[mount] exit_surface")):
+            if getattr(self, name) is not None:
+                _check_direction(getattr(self, name), key)
+        if self.reflection is not None:
+            _check_reflection(self.reflection, "[mount] reflection",
+                              (self.phase, Path(self.phase).stem.removesuffix(".cif")))
         O.choice(self.goniometer, "[goniometer] preset", GONIOMETER_PRESETS)
         O.choice(self.stage, "[goniometer] stage", O.STAGES)
         O.choice(self.scattering_plane, "[goniometer] scattering_plane", O.SCATTERING_PLANES)
-        s(self, "sample_size_mm", _triple(self.sample_size_mm, "[sample] size_mm"))
-        s(self, "density", _opt_positive(self.density, "[sample] density"))
+        s(self, "sample_size_mm", _bounded_tuple(self.sample_size_mm, "[sample] size_mm", 3,
+                                                 SIZE_RANGE_MM, "mm"))
+        if self.density is not None:
+            s(self, "density", _bounded(self.density, "[sample] density", DENSITY_RANGE, "g/cm³"))
         if self.two_theta_range is not None:
             s(self, "two_theta_range", O.value_range(self.two_theta_range, "[beam] two_theta_range",
                                                      lo_bound=0.0, hi_bound=180.0))
         if self.lens is not None and self.lens_table is not None:
             raise ValueError("[lens] file, table: give one of them, not both")
-        if self.lens_table is not None and not isinstance(self.lens_table, Mapping):
-            raise ValueError(f"[lens] table: must be a table, got {self.lens_table!r}")
-        s(self, "lens_distance_mm", _opt_positive(self.lens_distance_mm, "[lens] distance_mm"))
-        s(self, "lens_magnification", _opt_positive(self.lens_magnification, "[lens] magnification"))
+        if self.lens_table is not None:
+            if not isinstance(self.lens_table, Mapping):
+                raise ValueError(f"[lens] table: must be a table, got {self.lens_table!r}")
+            _check_lens_table(self.lens_table, "[lens] table")
+        for name, key in (("lens_distance_mm", "[lens] distance_mm"),
+                          ("lens_magnification", "[lens] magnification")):
+            if getattr(self, name) is not None:
+                s(self, name, _bounded(getattr(self, name), key, LENS_VALUE_RANGE))
         has_lens = self.lens is not None or self.lens_table is not None
         if has_lens and (self.lens_distance_mm is None) == (self.lens_magnification is None):
             raise ValueError("[lens] distance_mm, magnification: give exactly one with a lens")
@@ -260,19 +378,20 @@ class Session:
             raise ValueError("[lens] distance_mm, magnification: need a lens (file or table)")
         s(self, "solution", O.choice(O.positive_int(self.solution, "[goniometer] solution",
                                                     allow_zero=True), "[goniometer] solution", (0, 1)))
-        s(self, "cells", _triple(self.cells, "[display] cells", integer=True))
+        s(self, "cells", _bounded_tuple(self.cells, "[display] cells", 3, CELLS_RANGE,
+                                        integer=True))
         s(self, "bonds", O.boolean(self.bonds, "[display] bonds"))
         s(self, "polyhedra", O.boolean(self.polyhedra, "[display] polyhedra"))
         s(self, "compact", O.boolean(self.compact, "[display] compact"))
-        s(self, "beam_size_mm", _positive_pair(self.beam_size_mm, "[display] beam_size_mm"))
+        s(self, "beam_size_mm", _bounded_tuple(self.beam_size_mm, "[display] beam_size_mm", 2,
+                                               SIZE_RANGE_MM, "mm"))
         s(self, "detector_distance_mm",
           _opt_positive(self.detector_distance_mm, "[display] detector_distance_mm"))
         lo, hi = O.value_range(self.sweep_energy_kev, "[sweep] energy_kev", lo_bound=0.0)
-        O.positive(lo, "[sweep] energy_kev")
-        s(self, "sweep_energy_kev", (lo, hi))
-        s(self, "sweep_points", O.positive_int(self.sweep_points, "[sweep] points"))
-        if self.sweep_points < 2:
-            raise ValueError(f"[sweep] points: must be >= 2, got {self.sweep_points}")
+        s(self, "sweep_energy_kev", (_bounded(lo, "[sweep] energy_kev", ENERGY_RANGE_KEV, "keV"),
+                                     _bounded(hi, "[sweep] energy_kev", ENERGY_RANGE_KEV, "keV")))
+        s(self, "sweep_points", _bounded(self.sweep_points, "[sweep] points", SWEEP_POINTS_RANGE,
+                                         integer=True))
 
     # ------------------------------------------------------------------ derived values
     def replace(self, **changes: Any) -> "Session":
@@ -281,7 +400,8 @@ class Session:
 
     @property
     def thickness_mm(self) -> float:
-        """The plate thickness along the beam (mm): the third of ``sample_size_mm``."""
+        """The plate thickness along its normal (the exit-surface normal, along the beam only
+        at zero stage angles), in mm: the third of ``sample_size_mm``."""
         return float(self.sample_size_mm[2])
 
     @property
@@ -377,7 +497,8 @@ class Session:
 
     def sweep_kwargs(self, reflection: Any = "session") -> dict[str, Any]:
         """Arguments of :func:`xrdflow.sweep` over the sweep's energy range: the session's
-        reflection (if any), thickness, orientation and lens (``xrdflow.sweep(**kw)``)."""
+        reflection (if any), thickness, orientation, density, 2theta range
+        and lens with its imaging condition (``xrdflow.sweep(**kw)``)."""
         refl = self.reflection if reflection == "session" else reflection
         kw: dict[str, Any] = dict(phase=self.phase_source(), energy_kev=self.sweep_energies(),
                                   thickness_mm=self.thickness_mm)
@@ -388,6 +509,11 @@ class Session:
             kw["density"] = self.density
         if self.two_theta_range is not None:
             kw["two_theta_range"] = tuple(self.two_theta_range)
+        lens = self.lens_source()
+        if lens is not None:
+            kw["lens"] = lens
+            kw["lens_distance_mm"] = self.lens_distance_mm
+            kw["lens_magnification"] = self.lens_magnification
         return kw
 
     def inputs(self) -> dict[str, str]:
@@ -403,7 +529,15 @@ class Session:
             out["Energy"] = f"{self.energy_kev:g} keV (wavelength {HC_KEV_A / self.energy_kev:.6g} Å)"
         else:
             out["Energy"] = f"{HC_KEV_A / self.wavelength_a:.6g} keV (wavelength {self.wavelength_a:g} Å)"
-        out["Reflection"] = self.reflection or "strongest reachable"
+        if self.reflection is not None:
+            out["Reflection"] = self.reflection
+        else:
+            try:
+                out["Reflection"] = f"{self.resolved().reflection} (the strongest reachable)"
+            except ValueError as exc:
+                out["Reflection"] = ("none: no reflection diffracts inside the 2θ range"
+                                     if str(exc).startswith("reflection: no reflection")
+                                     else f"not chosen ({str(exc).removeprefix('reflection: ')})")
         lo, hi = self.two_theta_range or (0.0, 180.0)
         out["2θ range"] = f"{lo:g}–{hi:g}°"
         w, h, t = self.sample_size_mm
@@ -428,6 +562,39 @@ class Session:
         lo, hi = self.sweep_energy_kev
         out["Sweep"] = f"{lo:g}–{hi:g} keV, {self.sweep_points} points"
         return out
+
+    # ------------------------------------------------------------------ reflection
+    def reflection_choices(self) -> list["ReflectionChoice"]:
+        """The reflections the app offers, strongest first (the first is the default).
+
+        Every family that diffracts inside the 2theta range at the session's energy, at most
+        :data:`MAX_FAMILIES`. With a mount each family is one exact member: the one the
+        stage brings into the Bragg condition with the shortest path through the plate (for
+        other stages, the first member with a solution). Cached (a few sessions).
+
+        Raises ``ValueError`` when listing them would enumerate more than
+        :data:`MAX_REFLECTIONS` reciprocal-lattice points (a large cell at a high energy).
+        """
+        choices, _ = _candidates(_choice_key(self), self.base_dir)
+        return list(choices)
+
+    def resolved(self) -> "Session":
+        """This session with ``reflection`` filled in: the session's own if it has one, else
+        the strongest reachable one, exactly the default the app shows
+        (``reflection_choices()[0]``). The CLI and the app plan the same reflection with it.
+
+        Raises ``ValueError`` (starting ``"reflection: "``) when no reflection diffracts
+        inside the 2theta range at the energy.
+        """
+        if self.reflection is not None:
+            return self
+        choices = self.reflection_choices()
+        if not choices:
+            lo, hi = self.two_theta_range or (0.0, 180.0)
+            raise ValueError(f"reflection: no reflection of {self.phase} diffracts inside the "
+                             f"2θ range {lo:g}–{hi:g}° at {self.energy:.4g} keV: raise the "
+                             f"energy or widen the 2θ range")
+        return self.replace(reflection=choices[0].value)
 
     # ------------------------------------------------------------------ TOML layout
     def to_dict(self) -> dict[str, Any]:
@@ -464,6 +631,145 @@ class Session:
         return out
 
 
+def resolve_reflection(session: Session) -> Session:
+    """``session.resolved()``: the session with the reflection the app would show."""
+    return session.resolved()
+
+
+# ----------------------------------------------------------------------- reflections
+@dataclass(frozen=True)
+class ReflectionChoice:
+    """One entry of the reflection list: ``value`` goes into ``Session.reflection``."""
+
+    value: str
+    family: str
+    two_theta: float
+    intensity: float
+    has_solution: bool
+    hkl: tuple[int, int, int] = (0, 0, 0)
+
+    @property
+    def label(self) -> str:
+        """What the list shows, e.g. ``111  (family Al 111)``: the same at every energy, so
+        the list does not change under the user's hands (2θ and intensity are in the table)."""
+        text = f"{self.value}  (family {self.family})"
+        return text if self.has_solution else text + " — no stage solution"
+
+
+#: the fields that do not change the reflection list (display, lens, sweep)
+_NOT_IN_CHOICES = ("reflection", "solution", "lens", "lens_table", "lens_distance_mm",
+                   "lens_magnification", "cells", "bonds", "polyhedra", "beam_size_mm", "compact",
+                   "detector_distance_mm", "sweep_energy_kev", "sweep_points")
+
+
+def _choice_key(session: Session) -> Session:
+    """The session with the defaults (of ``Session()``) for what does not change the
+    reflection list (better cache hits)."""
+    defaults = {f.name: f.default for f in fields(Session) if f.name in _NOT_IN_CHOICES}
+    return session.replace(**defaults)
+
+
+def _check_enumeration(structure, session: Session) -> None:
+    """Refuse a session whose reflection list would enumerate too many lattice points."""
+    lo, hi = session.two_theta_range or (0.0, 180.0)
+    wavelength = HC_KEV_A / session.energy
+    q = 2.0 * np.sin(np.radians(hi) / 2.0) / wavelength  # 1/d at the highest 2theta
+    volume = float(structure.lattice.volume)
+    n = 4.0 * np.pi / 3.0 * q ** 3 * volume
+    if n > MAX_REFLECTIONS:
+        raise ValueError(f"reflection: listing the reflections of {session.phase} (cell volume "
+                         f"{volume:.4g} Å³) at {session.energy:.4g} keV up to 2θ = {hi:g}° would "
+                         f"enumerate about {n:.3g} reciprocal-lattice points (the limit is "
+                         f"{MAX_REFLECTIONS:g}): lower the energy or the 2θ range maximum")
+
+
+@lru_cache(maxsize=16)
+def _candidates(key: Session, base_dir: str | None):
+    """(choices, plan dataset of the chosen members) for the session ``key``."""
+    try:
+        return _enumerate_candidates(key)
+    except MemoryError:
+        lo, hi = key.two_theta_range or (0.0, 180.0)
+        raise ValueError(f"reflection: not enough memory to list the reflections of {key.phase} "
+                         f"at {key.energy:.4g} keV up to 2θ = {hi:g}°: lower the energy or the "
+                         f"2θ range maximum") from None
+
+
+def _enumerate_candidates(key: Session):
+    import xrdflow
+
+    from ._lattice import laue_rotations
+    from ._phases import load_phase
+
+    kw = key.plan_kwargs(reflection=None)
+    structure = load_phase(kw["phase"])
+    _check_enumeration(structure, key)
+    orient = {k: kw.pop(k) for k in ("mount", "stage", "scattering_plane", "goniometer",
+                                     "surface_normal") if k in kw}
+    thickness = kw.pop("thickness_mm")
+    kw.pop("reflection")
+    # every family, with its Bragg angle and intensity (reachability from 2theta only)
+    try:
+        fam = xrdflow.plan(**kw, reflection=None).compute()
+    except ValueError as exc:
+        if str(exc).startswith("reflections: no reflection satisfies"):
+            return (), None  # none diffracts (wavelength > 2d): no choice
+        raise
+    lo, hi = key.two_theta_range or (0.0, 180.0)
+    tt = fam.two_theta.values[0]
+    inten = fam.intensity.values[0]
+    ok = np.isfinite(tt) & (tt >= lo) & (tt <= hi)
+    order = [i for i in np.argsort(-np.nan_to_num(inten, nan=-1.0), kind="stable") if ok[i]]
+    order = order[:MAX_FAMILIES]
+    if not order:
+        return (), None
+    hkl = np.stack([fam[c].values for c in ("h", "k", "l")], axis=1)[order]
+    if not orient:
+        ds = xrdflow.plan(**kw, thickness_mm=thickness,
+                          reflection=[" ".join(str(int(x)) for x in v) for v in hkl]).compute()
+        keep = [_positions(ds)[tuple(int(x) for x in v)] for v in hkl]
+        choices = tuple(ReflectionChoice(str(ds.hkl.values[j]), str(fam.reflection.values[i]),
+                                         float(tt[i]), float(inten[i]), True, _hkl_at(ds, j))
+                        for j, i in zip(keep, order))
+        return choices, ds.isel(reflection=keep)
+    # every member of each family, with the mount: keep the one with the shortest path
+    rots = laue_rotations(structure, 0.01)
+    members: list[list[tuple[int, int, int]]] = []
+    for v in hkl:
+        orbit = np.einsum("mji,j->mi", rots, v)
+        nneg = (orbit < 0).sum(axis=1)  # the representative's rule first: fewest minus signs
+        _, first = np.unique(orbit, axis=0, return_index=True)
+        members.append([tuple(int(x) for x in orbit[m])
+                        for m in sorted(first, key=lambda m: (nneg[m], tuple(-orbit[m])))])
+    ds = xrdflow.plan(**kw, thickness_mm=thickness, **orient,
+                      reflection=[" ".join(map(str, m)) for fam_m in members for m in fam_m]).compute()
+    pos = _positions(ds)
+    names = list(ds.attrs.get("stage_angles", []))
+    angle0 = ds[names[0]].values[0] if names else np.zeros((ds.sizes["reflection"], 2))
+    score = (ds.path_length.values[0] if "path_length" in ds
+             else np.where(np.isfinite(angle0), 0.0, np.nan))
+    keep, choices = [], []
+    for fam_m, i in zip(members, order):
+        idx = np.array([pos[m] for m in fam_m])
+        best = np.where(np.isfinite(score[idx]), score[idx], np.inf).min(axis=1)
+        solved = bool(np.isfinite(best).any())
+        j = int(idx[int(np.argmax(best <= best.min() * (1 + 1e-9) + 1e-12))] if solved else idx[0])
+        keep.append(j)
+        choices.append(ReflectionChoice(str(ds.hkl.values[j]), str(fam.reflection.values[i]),
+                                        float(tt[i]), float(inten[i]), solved, _hkl_at(ds, j)))
+    return tuple(choices), ds.isel(reflection=keep)
+
+
+def _hkl_at(ds, j: int) -> tuple[int, int, int]:
+    return int(ds.h.values[j]), int(ds.k.values[j]), int(ds.l.values[j])
+
+
+def _positions(ds) -> dict[tuple[int, int, int], int]:
+    """(h, k, l) -> position along ``reflection`` (the plan sorts what it is given)."""
+    return {(int(h), int(k), int(l)): n for n, (h, k, l) in
+            enumerate(zip(ds.h.values, ds.k.values, ds.l.values))}
+
+
 #: TOML section -> {key: Session field}
 _LAYOUT: dict[str, dict[str, str]] = {
     "phase": {"name": "phase", "cif": "phase", "cif_text": "cif_text"},
@@ -485,7 +791,7 @@ _LAYOUT: dict[str, dict[str, str]] = {
 def _from_dict(raw: Mapping[str, Any], source: str, base_dir: str | None) -> Session:
     if "version" not in raw:
         raise ValueError(f"{source}: version: missing key (write version = {SESSION_VERSION})")
-    if raw["version"] != SESSION_VERSION:
+    if type(raw["version"]) is not int or raw["version"] != SESSION_VERSION:  # not 1.0, true
         raise ValueError(f"{source}: version: must be {SESSION_VERSION}, got {raw['version']!r}")
     values: dict[str, Any] = {}
     for section, table in raw.items():
@@ -576,13 +882,16 @@ def load_session(path: str | os.PathLike) -> Session:
 def save_session(session: Session, path: str | os.PathLike) -> Path:
     """Write the session file atomically (a temporary file renamed into place).
 
-    Relative paths stay relative when the file goes to the folder they resolve against;
-    written elsewhere, they are made absolute so the file still finds them.
+    Relative paths stay relative when the file goes to the folder they resolve against (the
+    session's ``base_dir``; without one, the working folder); written elsewhere, they are
+    made absolute so the file still finds them.
     """
     path = Path(path)
     folder = path.resolve().parent
     changes: dict[str, Any] = {}
-    if session.base_dir is not None and Path(session.base_dir).resolve() != folder:
+    if session.base_dir is None:  # relative paths resolve against the working folder
+        session = replace(session, base_dir=str(Path.cwd()))
+    if Path(session.base_dir).resolve() != folder:
         if session.cif_text is None and session.phase_source() != session.phase:
             changes["phase"] = str(Path(session.phase_source()).resolve())
         if session.lens is not None:

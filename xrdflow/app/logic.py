@@ -32,10 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from ..session import Session, session_to_text
+from ..session import MAX_FAMILIES, ReflectionChoice, Session, session_to_text
+from ..session import _candidates, _choice_key
 
-__all__ = ["CIF_SIZE_LIMIT", "LENS_SIZE_LIMIT", "THICK_TRANSMISSION", "CifUpload",
+__all__ = ["CIF_SIZE_LIMIT", "LENS_SIZE_LIMIT", "SESSION_SIZE_LIMIT", "THICK_TRANSMISSION", "MAX_FAMILIES", "CifUpload",
            "ReflectionChoice", "Result", "parse_cif_upload", "parse_lens_upload",
+           "parse_session_upload",
            "reflection_choices", "match_choice", "compute", "attenuation_figure", "transmission_figure",
            "report_pdf", "gltf", "netcdf", "csv", "session_toml"]
 
@@ -45,10 +47,10 @@ _log = logging.getLogger(__name__)
 CIF_SIZE_LIMIT = 2_000_000
 #: largest lens file upload accepted (bytes)
 LENS_SIZE_LIMIT = 200_000
+#: largest session file upload accepted (bytes): an embedded CIF and lens, and the rest
+SESSION_SIZE_LIMIT = CIF_SIZE_LIMIT + LENS_SIZE_LIMIT + 100_000
 #: below this transmission the sample is called too thick
 THICK_TRANSMISSION = 1e-3
-#: families offered in the reflection list (the strongest ones)
-MAX_FAMILIES = 20
 
 
 # ------------------------------------------------------------------------------ uploads
@@ -84,7 +86,7 @@ def parse_cif_upload(data: bytes, name: str) -> CifUpload:
     if len(data) > CIF_SIZE_LIMIT:
         raise ValueError(f'CIF "{name}" is too large ({len(data) / 1e6:.1f} MB; the limit is '
                          f'{CIF_SIZE_LIMIT / 1e6:g} MB)')
-    text = _text_of(data, name, "CIF")
+    text = _text_of(data, name, "CIF").replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise ValueError(f'CIF "{name}" could not be read: the file is empty')
     from pymatgen.io.cif import CifParser
@@ -99,7 +101,41 @@ def parse_cif_upload(data: bytes, name: str) -> CifUpload:
     if not structures:
         raise ValueError(f'CIF "{name}" could not be read: it holds no crystal structure')
     label = Path(name).stem or "uploaded"
-    return CifUpload(label=label, text=text, formula=structures[0].composition.reduced_formula)
+    formula = _check_phase(structures[0], text, label, name)
+    return CifUpload(label=label, text=text, formula=formula)
+
+
+def _check_phase(structure, text: str, label: str, name: str) -> str:
+    """Read the CIF as the planner will (xrdflow's phase loader: the embedded file), check its
+    species are elements with scattering tables, its composition and density; the formula."""
+    from pymatgen.core import Element, Species
+    from pymatgen.core.periodic_table import DummySpecies
+
+    from .._phases import load_phase
+    from .._scattering import _chantler_energies
+    from ..session import _cif_file
+
+    bad = sorted({str(sp) for sp in structure.composition.elements
+                  if isinstance(sp, DummySpecies) or not isinstance(sp, (Element, Species))})
+    if bad:
+        raise ValueError(f'CIF "{name}" could not be read: {", ".join(bad)} is not a chemical '
+                         f'element (a dummy or unknown atom type)')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            phase = load_phase(_cif_file(label, text))
+            elements = sorted({getattr(sp, "element", sp).symbol
+                               for sp in phase.composition.elements})
+            for el in elements:
+                _chantler_energies(el)
+            density = float(phase.density)
+            formula = phase.composition.reduced_formula
+    except Exception as exc:  # noqa: BLE001 - whatever the loader raises: one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f'CIF "{name}" could not be read: {reason.removeprefix("phase: ")}') from None
+    if not (math.isfinite(density) and density > 0):
+        raise ValueError(f'CIF "{name}" could not be read: its density is {density!r}')
+    return formula
 
 
 def parse_lens_upload(data: bytes, name: str) -> dict[str, Any]:
@@ -124,113 +160,42 @@ def parse_lens_upload(data: bytes, name: str) -> dict[str, Any]:
     return table
 
 
+def parse_session_upload(data: bytes, name: str) -> Session:
+    """Check and read an uploaded session file (bytes and file name).
+
+    The size is checked before anything is decoded (:data:`SESSION_SIZE_LIMIT`); the session
+    is checked as :func:`xrdflow.session.session_from_text` does (every key, the embedded
+    lens as :func:`parse_lens_upload` does), and an embedded CIF as :func:`parse_cif_upload`
+    does (size, pymatgen and xrdflow's phase loader). Raises ``ValueError`` with one line
+    naming the file and the key (``s.toml: [phase] cif_text: ...``).
+    """
+    from ..session import session_from_text
+
+    if len(data) > SESSION_SIZE_LIMIT:
+        raise ValueError(f'{name}: the session file is too large ({len(data) / 1e6:.1f} MB; the '
+                         f'limit is {SESSION_SIZE_LIMIT / 1e6:g} MB)')
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{name}: not a text (UTF-8) session file") from None
+    session = session_from_text(text, source=name)
+    if session.cif_text is not None:
+        try:
+            parse_cif_upload(session.cif_text.encode("utf-8"), f"{session.phase}.cif")
+        except ValueError as exc:
+            raise ValueError(f"{name}: [phase] cif_text: {exc}") from None
+    return session
+
+
 # ----------------------------------------------------------------------- reflections
-@dataclass(frozen=True)
-class ReflectionChoice:
-    """One entry of the reflection list: ``value`` goes into ``Session.reflection``."""
-
-    value: str
-    family: str
-    two_theta: float
-    intensity: float
-    has_solution: bool
-    hkl: tuple[int, int, int] = (0, 0, 0)
-
-    @property
-    def label(self) -> str:
-        """What the list shows, e.g. ``111  (family Al 111)``: the same at every energy, so
-        the list does not change under the user's hands (2θ and intensity are in the table)."""
-        text = f"{self.value}  (family {self.family})"
-        return text if self.has_solution else text + " — no stage solution"
-
-
-def _choice_key(session: Session) -> Session:
-    """The session without what does not change the reflection list (better cache hits)."""
-    return session.replace(reflection=None, solution=0, lens=None, lens_table=None,
-                           lens_distance_mm=None, lens_magnification=None, cells=(1, 1, 1),
-                           bonds=True, polyhedra=False, beam_size_mm=(0.5, 0.1), compact=True,
-                           detector_distance_mm=None, sweep_energy_kev=(5.0, 100.0),
-                           sweep_points=96)
-
-
-@lru_cache(maxsize=16)
-def _candidates(key: Session, base_dir: str | None):
-    """(choices, plan dataset of the chosen members) for the session ``key``."""
-    import xrdflow
-
-    from .._lattice import laue_rotations
-    from .._phases import load_phase
-
-    kw = key.plan_kwargs(reflection=None)
-    orient = {k: kw.pop(k) for k in ("mount", "stage", "scattering_plane", "goniometer",
-                                     "surface_normal") if k in kw}
-    thickness = kw.pop("thickness_mm")
-    kw.pop("reflection")
-    # every family, with its Bragg angle and intensity (reachability from 2theta only)
-    fam = xrdflow.plan(**kw, reflection=None).compute()
-    lo, hi = key.two_theta_range or (0.0, 180.0)
-    tt = fam.two_theta.values[0]
-    inten = fam.intensity.values[0]
-    ok = np.isfinite(tt) & (tt >= lo) & (tt <= hi)
-    order = [i for i in np.argsort(-np.nan_to_num(inten, nan=-1.0), kind="stable") if ok[i]]
-    order = order[:MAX_FAMILIES]
-    if not order:
-        return (), None
-    hkl = np.stack([fam[c].values for c in ("h", "k", "l")], axis=1)[order]
-    if not orient:
-        ds = xrdflow.plan(**kw, thickness_mm=thickness,
-                          reflection=[" ".join(str(int(x)) for x in v) for v in hkl]).compute()
-        keep = [_positions(ds)[tuple(int(x) for x in v)] for v in hkl]
-        choices = tuple(ReflectionChoice(str(ds.hkl.values[j]), str(fam.reflection.values[i]),
-                                         float(tt[i]), float(inten[i]), True, _hkl_at(ds, j))
-                        for j, i in zip(keep, order))
-        return choices, ds.isel(reflection=keep)
-    # every member of each family, with the mount: keep the one with the shortest path
-    rots = laue_rotations(load_phase(kw["phase"]), 0.01)
-    members: list[list[tuple[int, int, int]]] = []
-    for v in hkl:
-        orbit = np.einsum("mji,j->mi", rots, v)
-        nneg = (orbit < 0).sum(axis=1)  # the representative's rule first: fewest minus signs
-        _, first = np.unique(orbit, axis=0, return_index=True)
-        members.append([tuple(int(x) for x in orbit[m])
-                        for m in sorted(first, key=lambda m: (nneg[m], tuple(-orbit[m])))])
-    ds = xrdflow.plan(**kw, thickness_mm=thickness, **orient,
-                      reflection=[" ".join(map(str, m)) for fam_m in members for m in fam_m]).compute()
-    pos = _positions(ds)
-    names = list(ds.attrs.get("stage_angles", []))
-    angle0 = ds[names[0]].values[0] if names else np.zeros((ds.sizes["reflection"], 2))
-    score = (ds.path_length.values[0] if "path_length" in ds
-             else np.where(np.isfinite(angle0), 0.0, np.nan))
-    keep, choices = [], []
-    for fam_m, i in zip(members, order):
-        idx = np.array([pos[m] for m in fam_m])
-        best = np.where(np.isfinite(score[idx]), score[idx], np.inf).min(axis=1)
-        solved = bool(np.isfinite(best).any())
-        j = int(idx[int(np.argmax(best <= best.min() * (1 + 1e-9) + 1e-12))] if solved else idx[0])
-        keep.append(j)
-        choices.append(ReflectionChoice(str(ds.hkl.values[j]), str(fam.reflection.values[i]),
-                                        float(tt[i]), float(inten[i]), solved, _hkl_at(ds, j)))
-    return tuple(choices), ds.isel(reflection=keep)
-
-
-def _hkl_at(ds, j: int) -> tuple[int, int, int]:
-    return int(ds.h.values[j]), int(ds.k.values[j]), int(ds.l.values[j])
-
-
-def _positions(ds) -> dict[tuple[int, int, int], int]:
-    """(h, k, l) -> position along ``reflection`` (the plan sorts what it is given)."""
-    return {(int(h), int(k), int(l)): n for n, (h, k, l) in
-            enumerate(zip(ds.h.values, ds.k.values, ds.l.values))}
-
-
 def reflection_choices(session: Session) -> list[ReflectionChoice]:
     """The reflections to offer: every family that diffracts inside the 2theta range at the
-    session's energy, strongest first (the first is the default), at most
-    :data:`MAX_FAMILIES`. With a mount each family is one exact member: the one the stage
-    brings into the Bragg condition with the shortest path through the plate (for other
-    stages, the first member with a solution)."""
-    choices, _ = _candidates(_choice_key(session), session.base_dir)
-    return list(choices)
+    session's energy, strongest first (the first is the default, the one
+    :meth:`Session.resolved` fills in), at most :data:`MAX_FAMILIES`. With a mount each
+    family is one exact member: the one the stage brings into the Bragg condition with the
+    shortest path through the plate (for other stages, the first member with a solution).
+    (:meth:`xrdflow.session.Session.reflection_choices`: core code, no streamlit.)"""
+    return session.reflection_choices()
 
 
 def match_choice(reflection: str, choices: list[ReflectionChoice]) -> ReflectionChoice | None:
@@ -357,15 +322,8 @@ def compute(session: Session) -> Result:
     of the experiment itself (no solution, unreachable, too thick) are ``messages``.
     """
     choices = reflection_choices(session)
-    refl = session.reflection
-    if refl is None:
-        if not choices:
-            lo, hi = session.two_theta_range or (0.0, 180.0)
-            raise ValueError(f"reflection: no reflection of {session.phase} diffracts inside the "
-                             f"2θ range {lo:g}–{hi:g}° at {session.energy:.4g} keV: raise the "
-                             f"energy or widen the 2θ range")
-        refl = choices[0].value
-    run = session.replace(reflection=refl)
+    run = session.resolved()  # the strongest reachable reflection if none is given
+    refl = run.reflection
     ds, sw = _plan_and_sweep(run, run.base_dir)
     row = ds.isel(energy=0, reflection=0)
     two_theta = float(row.two_theta)

@@ -14,12 +14,16 @@ button is clicked.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import logging
+import re
 from typing import Any
 
+from xrdflow import options as O
 from xrdflow._phases import BUILTIN_PHASES
 from xrdflow.app import logic
-from xrdflow.session import GONIOMETER_PRESETS, Session, session_from_text, session_to_text
+from xrdflow.session import (CELLS_RANGE, DENSITY_RANGE, ENERGY_RANGE_KEV, GONIOMETER_PRESETS,
+                             LENS_VALUE_RANGE, SIZE_RANGE_MM, SWEEP_POINTS_RANGE,
+                             WAVELENGTH_RANGE_A, Session, session_from_text, session_to_text)
 
 try:
     import streamlit as st
@@ -27,8 +31,18 @@ except ImportError:  # importable without the app extra (pytest --doctest-module
     st = None
 
 UPLOAD_CIF = "Upload CIF…"
-STAGES = ("shortest-path", "omega", "omega-chi", "omega-phi")
+STAGES = O.STAGES
 DEFAULTS = Session()
+
+_log = logging.getLogger(__name__)
+
+#: characters markdown (and streamlit's $...$ maths) would interpret
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]<>#|~$])")
+
+
+def _md(text: Any) -> str:
+    """``text`` (a file name, a label from a shared session) escaped for ``st.markdown``."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 # --------------------------------------------------------------------------- caching
@@ -105,7 +119,8 @@ def _load_session_upload() -> None:
     """Apply an uploaded session file once (before the widgets it sets are drawn)."""
     up = st.sidebar.file_uploader("Load a session (TOML)", type=["toml"], key="session_file",
                                   help="A session saved with the 'Session (TOML)' button.")
-    if up is None:
+    if up is None:  # emptied: the same file loads again when it is uploaded again
+        st.session_state.pop("session_loaded", None)
         return
     data = up.getvalue()
     digest = hashlib.sha256(data).hexdigest()
@@ -113,9 +128,9 @@ def _load_session_upload() -> None:
         return
     st.session_state["session_loaded"] = digest
     st.session_state.pop("load_error", None)
-    try:
-        s = session_from_text(data.decode("utf-8"), source=up.name)
-    except (ValueError, UnicodeDecodeError) as exc:
+    try:  # size first, then every key, the embedded CIF and lens
+        s = logic.parse_session_upload(data, up.name)
+    except ValueError as exc:
         st.session_state["load_error"] = str(exc)
         return
     if s.cif_text is None and s.phase not in BUILTIN_PHASES:
@@ -143,7 +158,9 @@ def _phase_inputs(sb) -> dict[str, Any]:
         return {"phase": st.session_state["phase"], "cif_text": None}
     up = sb.file_uploader("CIF file", type=["cif"], key="cif_file",
                           help=f"Up to {logic.CIF_SIZE_LIMIT / 1e6:g} MB; read by pymatgen.")
-    if up is not None:
+    if up is None:
+        st.session_state.pop("cif_digest", None)
+    else:
         data = up.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         if st.session_state.get("cif_digest") != digest:  # read each upload once
@@ -164,7 +181,9 @@ def _phase_inputs(sb) -> dict[str, Any]:
 def _lens_inputs(sb) -> dict[str, Any]:
     up = sb.file_uploader("Objective lens (TOML)", type=["toml"], key="lens_file",
                           help="A CRL description, e.g. the ID06 objective.")
-    if up is not None:
+    if up is None:  # emptied: the same file is read again when it is uploaded again
+        st.session_state.pop("lens_digest", None)
+    else:
         data = up.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         if st.session_state.get("lens_digest") != digest:  # read each upload once
@@ -180,7 +199,8 @@ def _lens_inputs(sb) -> dict[str, Any]:
                     format_func={"distance": "Sample-detector distance (mm)",
                                  "magnification": "Magnification"}.get)
     value = sb.number_input("Sample-detector distance (mm)" if mode == "distance"
-                            else "Magnification", min_value=0.001, key="lens_value")
+                            else "Magnification", min_value=LENS_VALUE_RANGE[0],
+                            max_value=LENS_VALUE_RANGE[1], key="lens_value")
     return {"lens_table": st.session_state["lens_table"],
             "lens_distance_mm": value if mode == "distance" else None,
             "lens_magnification": value if mode == "magnification" else None}
@@ -194,18 +214,20 @@ def _base_session(sb):
     sb.header("Crystal")
     kw.update(_phase_inputs(sb))
     density = sb.number_input("Density (g/cm³; 0 = the crystal's)", min_value=0.0,
-                              key="density", format="%.4f")
+                              max_value=DENSITY_RANGE[1], key="density", format="%.4f")
     kw["density"] = density or None
     sb.header("Beam")
     unit = sb.radio("Give the beam as", ["Energy", "Wavelength"], key="beam_unit",
                     horizontal=True)
     if unit == "Energy":
-        kw["energy_kev"] = sb.number_input("Energy (keV)", min_value=0.1, max_value=900.0,
-                                           key="energy_kev", format="%.4f")
+        kw["energy_kev"] = sb.number_input("Energy (keV)", min_value=ENERGY_RANGE_KEV[0],
+                                           max_value=ENERGY_RANGE_KEV[1], key="energy_kev",
+                                           format="%.4f")
         kw["wavelength_a"] = None
     else:
-        kw["wavelength_a"] = sb.number_input("Wavelength (Å)", min_value=0.001, max_value=100.0,
-                                             key="wavelength_a", format="%.5f")
+        kw["wavelength_a"] = sb.number_input("Wavelength (Å)", min_value=WAVELENGTH_RANGE_A[0],
+                                             max_value=WAVELENGTH_RANGE_A[1], key="wavelength_a",
+                                             format="%.5f")
         kw["energy_kev"] = None
     c1, c2 = sb.columns(2)
     lo = c1.number_input("2θ min (°)", min_value=0.0, max_value=180.0, key="tt_min")
@@ -214,10 +236,14 @@ def _base_session(sb):
     slot = sb.container(key="reflection_slot")
     sb.header("Sample")
     c1, c2, c3 = sb.columns(3)
-    w = c1.number_input("Width (mm)", min_value=0.001, key="sample_width", format="%.3f")
-    h = c2.number_input("Height (mm)", min_value=0.001, key="sample_height", format="%.3f")
-    t = c3.number_input("Thickness (mm)", min_value=0.001, key="thickness_mm", format="%.3f",
-                        help="Along the beam at zero angles.")
+    lo_mm, hi_mm = SIZE_RANGE_MM
+    w = c1.number_input("Width (mm)", min_value=lo_mm, max_value=hi_mm, key="sample_width",
+                        format="%.3f")
+    h = c2.number_input("Height (mm)", min_value=lo_mm, max_value=hi_mm, key="sample_height",
+                        format="%.3f")
+    t = c3.number_input("Thickness (mm)", min_value=lo_mm, max_value=hi_mm, key="thickness_mm",
+                        format="%.3f", help="Along the plate normal (the exit surface's): along "
+                                            "the beam at zero angles.")
     kw["sample_size_mm"] = (w, h, t)
     sb.header("Mount and goniometer")
     up = sb.text_input("Up direction", key="mount_up",
@@ -239,22 +265,27 @@ def _base_session(sb):
     sb.header("3D view")
     kw["solution"] = sb.radio("Solution shown", [0, 1], key="solution", horizontal=True)
     c1, c2, c3 = sb.columns(3)
-    kw["cells"] = tuple(int(c.number_input(f"Cells {a}", min_value=1, max_value=4, step=1,
-                                           key=f"cells_{a}")) for c, a in zip((c1, c2, c3), "abc"))
+    kw["cells"] = tuple(int(c.number_input(f"Cells {a}", min_value=CELLS_RANGE[0],
+                                           max_value=CELLS_RANGE[1], step=1, key=f"cells_{a}"))
+                        for c, a in zip((c1, c2, c3), "abc"))
     kw["bonds"] = sb.checkbox("Bonds", key="bonds")
     kw["polyhedra"] = sb.checkbox("Polyhedra", key="polyhedra")
     kw["compact"] = sb.checkbox("Compact layout", key="compact",
                                 help="Instruments drawn close to the sample.")
     c1, c2 = sb.columns(2)
-    kw["beam_size_mm"] = (c1.number_input("Beam width (mm)", min_value=0.001, key="beam_w",
-                                          format="%.3f"),
-                          c2.number_input("Beam height (mm)", min_value=0.001, key="beam_h",
-                                          format="%.3f"))
+    kw["beam_size_mm"] = (c1.number_input("Beam width (mm)", min_value=lo_mm, max_value=hi_mm,
+                                          key="beam_w", format="%.3f"),
+                          c2.number_input("Beam height (mm)", min_value=lo_mm, max_value=hi_mm,
+                                          key="beam_h", format="%.3f"))
     sb.header("Energy sweep")
     c1, c2, c3 = sb.columns(3)
-    kw["sweep_energy_kev"] = (c1.number_input("From (keV)", min_value=0.1, key="sweep_lo"),
-                              c2.number_input("To (keV)", min_value=0.2, key="sweep_hi"))
-    kw["sweep_points"] = int(c3.number_input("Points", min_value=2, max_value=2000, step=1,
+    e_lo, e_hi = ENERGY_RANGE_KEV
+    kw["sweep_energy_kev"] = (c1.number_input("From (keV)", min_value=e_lo, max_value=e_hi,
+                                              key="sweep_lo"),
+                              c2.number_input("To (keV)", min_value=e_lo, max_value=e_hi,
+                                              key="sweep_hi"))
+    kw["sweep_points"] = int(c3.number_input("Points", min_value=SWEEP_POINTS_RANGE[0],
+                                             max_value=SWEEP_POINTS_RANGE[1], step=1,
                                              key="sweep_points"))
     return Session(**kw), slot
 
@@ -296,7 +327,8 @@ def _reflection_input(sb, base: Session) -> Session:
 def _headline(result: logic.Result, box) -> None:
     """The headline numbers, the stage angles and the lens, into the container ``box``."""
     h = result.headline
-    box.markdown(f"**{h['family']}** (member {h['reflection']}) at {h['energy_kev']:.4g} keV "
+    box.markdown(f"**{_md(h['family'])}** (member {_md(h['reflection'])}) at "
+                 f"{h['energy_kev']:.4g} keV "
                  f"(λ = {h['wavelength_a']:.5f} Å): **2θ = {h['two_theta_deg']:.3f}°** · "
                  f"**Transmission = {h['transmission']:.4f}** · attenuation length "
                  f"{h['attenuation_length_mm']:.4g} mm · d = {h['d_spacing_a']:.4f} Å")
@@ -324,7 +356,7 @@ def _headline(result: logic.Result, box) -> None:
 
 def _messages(result: logic.Result) -> None:
     for level, text in result.messages:
-        {"error": st.error, "warning": st.warning}.get(level, st.info)(text)
+        {"error": st.error, "warning": st.warning}.get(level, st.info)(_md(text))
 
 
 def _deferred(make, result: logic.Result):
@@ -341,13 +373,10 @@ def _downloads(result: logic.Result, session: Session, text: str) -> None:
     name = f"{session.phase}_{result.reflection.replace(' ', '')}"
     common = dict(on_click="ignore")
     with c[0]:
-        if importlib.util.find_spec("xrdflow.report") is not None:
-            st.download_button("Report (PDF)", _deferred(logic.report_pdf, result),
-                               file_name=f"{name}_plan.pdf", mime="application/pdf",
-                               key="dl_pdf", help="The plan as a PDF (made on click: a few "
-                                                  "seconds).", **common)
-        else:
-            st.caption("Report (PDF): not available in this installation")
+        st.download_button("Report (PDF)", _deferred(logic.report_pdf, result),
+                           file_name=f"{name}_plan.pdf", mime="application/pdf",
+                           key="dl_pdf", help="The plan as a PDF (made on click: a few "
+                                              "seconds).", **common)
     with c[1]:
         if result.scene is not None:
             st.download_button("Scene (glTF)", _deferred(logic.gltf, result),
@@ -391,7 +420,7 @@ def _scene_view(result: logic.Result, text: str, base_dir: str | None) -> None:
         try:
             st.plotly_chart(_scene_figure(text, base_dir), key="scene_3d")
         except (ImportError, ValueError) as exc:
-            st.warning(f"3D view not available: {exc}")
+            st.warning(_md(f"3D view not available: {exc}"))
 
 
 def main() -> None:
@@ -404,19 +433,31 @@ def main() -> None:
                "the chosen reflection diffracts, how much of the beam the sample lets through, "
                "the goniometer angles that bring the reflection into the Bragg condition, and "
                "a 3D view; everything can be downloaded, and the session saved to reload later.")
+    try:
+        _page()
+    except (ValueError, FileNotFoundError) as exc:  # an input the library refuses: its message
+        st.error(_md(str(exc)))
+    except MemoryError:
+        _log.exception("the planner page ran out of memory")
+        st.error("Not enough memory for this plan: lower the energy or the 2θ range maximum, "
+                 "or use a smaller crystal cell.")
+    except Exception as exc:  # noqa: BLE001 - the page never shows a traceback
+        _log.exception("the planner page failed")
+        st.error(_md(f"Something went wrong ({type(exc).__name__}); the details are in the "
+                     f"server log. Please report this."))
+
+
+def _page() -> None:
+    """The sidebar and the results (raises ValueError for an input the library refuses)."""
     _init_state()
     sb = st.sidebar
     _load_session_upload()
     if "load_error" in st.session_state:
-        st.error(st.session_state["load_error"])
-    try:
-        base, slot = _base_session(sb)
-        session = _reflection_input(slot, base)
-        text = session_to_text(session)
-        result = _compute(text, session.base_dir)
-    except (ValueError, FileNotFoundError) as exc:
-        st.error(str(exc))
-        return
+        st.error(_md(st.session_state["load_error"]))
+    base, slot = _base_session(sb)
+    session = _reflection_input(slot, base)
+    text = session_to_text(session)
+    result = _compute(text, session.base_dir)
     # the numbers first: the browser draws them while the 3D view (WebGL) is still redrawing
     _headline(result, st.container(key="headline"))
     _messages(result)
