@@ -90,8 +90,7 @@ def test_report_page_shows_the_3d_view_and_the_curve(si_report, tmp_path):
     assert (view > 60).mean() > 0.01  # coloured atoms, beams and sample
     curve = sat[int(0.78 * h):int(0.94 * h), int(0.1 * w):int(0.95 * w)]
     assert (curve > 60).mean() > 0.002  # the blue curve and the red marker
-    blank = sat[int(0.45 * h):int(0.47 * h), :]  # a gap between blocks stays white
-    assert blank.mean() < 20
+    assert _overlapping_words(si_report) == []
 
 
 def test_report_without_a_mount_says_so(tmp_path):
@@ -111,16 +110,72 @@ def test_report_refuses_bad_paths_and_leaves_nothing_behind(si_plan, tmp_path, m
     with pytest.raises(ValueError, match="one energy"):
         xrdflow.write_report(tmp_path / "x.pdf", xrdflow.sweep("Si", energy_kev=[17.0, 18.0]),
                              phase="Si")
+    # the disk fills up half-way through the write: no file under the final name, no debris
+    real = Path.write_bytes
 
-    import xrdflow.report as report
+    def half_then_fail(self, data):
+        real(self, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
 
-    def broken(*a, **k):
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(report, "report_pdf_bytes", broken)
-    with pytest.raises(RuntimeError):
+    monkeypatch.setattr(Path, "write_bytes", half_then_fail)
+    with pytest.raises(OSError, match="No space"):
         xrdflow.write_report(tmp_path / "plan.pdf", si_plan, phase="Si")
+    monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+def _words(path: Path) -> list[tuple[float, float, float, float, str]]:
+    out = subprocess.run(["pdftotext", "-bbox", str(path), "-"], check=True,
+                         capture_output=True, text=True).stdout
+    return [(float(a), float(b), float(c), float(d), w) for a, b, c, d, w in re.findall(
+        r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>',
+        out)]
+
+
+def _overlapping_words(path: Path) -> list[tuple[str, str]]:
+    """Pairs of words printed over each other (boxes shrunk to their cores: the font's
+    ascent and descent of neighbouring lines may touch, the letters may not)."""
+    words = _words(path)
+    b = np.array([w[:4] for w in words])
+    cy, h = (b[:, 1] + b[:, 3]) / 2, b[:, 3] - b[:, 1]
+    x0, x1 = b[:, 0] + 0.1 * (b[:, 2] - b[:, 0]), b[:, 2] - 0.1 * (b[:, 2] - b[:, 0])
+    y0, y1 = cy - 0.2 * h, cy + 0.2 * h
+    hit = ((x0[:, None] < x1[None]) & (x0[None] < x1[:, None])
+           & (y0[:, None] < y1[None]) & (y0[None] < y1[:, None]))
+    i, j = np.nonzero(np.triu(hit, k=1))
+    return [(words[a][4], words[c][4]) for a, c in zip(i, j)]
+
+
+@needs_poppler
+def test_a_full_page_pushes_blocks_down_instead_of_overprinting(tmp_path):
+    """Many reflections, two thicknesses, a long phase name, a long lens description and
+    a long list of inputs: nothing is printed over anything else, the table is cut with a
+    note, and the page reports the thickness the 3D view draws."""
+    from xrdflow.scene import scene_from_plan
+
+    ds = xrdflow.plan("Si", energy_kev=30.0, thickness_mm=[0.1, 0.5]).compute()  # every family
+    assert ds.sizes["reflection"] > 20
+    ds.attrs["phase"] = "Si wafer, float-zone, boron-doped, batch 2024-117-ABCDEFG from the supplier"
+    inputs = {f"input {i}": "a rather long value " * (1 + i % 3) for i in range(30)}
+    path = xrdflow.write_report(tmp_path / "full.pdf", ds, phase="Si", inputs=inputs)
+    assert _overlapping_words(path) == []
+    text = _text(path)
+    assert "rows: the full table is in the plan dataset" in text
+    assert "more inputs not shown" in text
+    assert "this page reports 0.1 mm" in text
+
+    one = xrdflow.plan("Si", energy_kev=17.0, reflection="111", mount={"vertical": "(111)"},
+                       goniometer="dfxrm", thickness_mm=[0.1, 0.5], lens=LENS,
+                       lens_distance_mm=5000.0).compute()
+    one.attrs["lens"] = "ID06 objective with a long description of its stack and spacers " * 3
+    scene = scene_from_plan(one, "Si", sample_size_mm=(1.0, 1.0, 0.5))
+    path = xrdflow.write_report(tmp_path / "thick.pdf", one, phase="Si", scene=scene)
+    assert _overlapping_words(path) == []
+    text = _text(path)
+    t05 = one.isel(energy=0).sel(thickness=0.5)
+    assert f"transmission {float(t05.transmission):.4g}" in text  # the drawn plate's
+    assert f"{float(t05.path_length[0, 0]):.4g}" in text
+    assert "Transmission against energy through 0.5 mm" in text
 
 
 def test_cli_plan_report(tmp_path, capsys):

@@ -78,7 +78,7 @@ def _absorption_text(row: xr.Dataset) -> str:
     text = (f"{float(row.energy):g} keV (λ = {float(row.wavelength):.5f} Å): attenuation length "
             f"{_num(row.attenuation_length)} mm")
     if "transmission" in row:
-        text += (f"; {float(row.thickness):g} mm along the beam: transmission "
+        text += (f"; straight through {float(row.thickness):g} mm: transmission "
                  f"{_num(_row_values(row, 'transmission'))}")
     return text
 
@@ -93,16 +93,32 @@ def _lens_text(row: xr.Dataset, attrs: dict) -> str | None:
             f"{float(row.magnification):.3f}")
 
 
-def _energy_curve(plan: xr.Dataset, phase: Any, energy_sweep: xr.Dataset | None):
-    """(energies keV, values, label) for the absorption plot."""
-    e0 = float(plan.energy.values[0])
+def _plan_row(plan: xr.Dataset, scene) -> tuple[xr.Dataset, str | None]:
+    """The plan at its one energy and at the thickness the scene draws (or the first), and
+    a note when the plan holds several thicknesses."""
+    row = plan.isel(energy=0).compute()
+    if "thickness" not in row.dims:
+        return row, None
+    if scene is not None and "sample_size_mm" in scene.info:
+        row = row.sel(thickness=float(scene.info["sample_size_mm"][2]), method="nearest")
+    else:
+        row = row.isel(thickness=0)
+    return row, (f"the plan holds {plan.sizes['thickness']} thicknesses; this page reports "
+                 f"{float(row.thickness):g} mm")
+
+
+def _energy_curve(plan: xr.Dataset, row: xr.Dataset, phase: Any,
+                  energy_sweep: xr.Dataset | None):
+    """(energies keV, values, label, thickness or None) for the absorption plot."""
+    e0 = float(row.energy)
+    thick = float(row.thickness) if "thickness" in row.coords else None
     if energy_sweep is None:
         from ._sweep import sweep
 
         lo, hi = max(5.0, 0.5 * e0), min(200.0, 2.0 * e0)
         kw: dict[str, Any] = {}
-        if "thickness" in plan.coords:
-            kw["thickness_mm"] = float(np.asarray(plan.thickness.values).reshape(-1)[0])
+        if thick is not None:
+            kw["thickness_mm"] = thick
         if "density_g_cm3" in plan.attrs:  # the density the plan's absorption used
             kw["density"] = float(plan.attrs["density_g_cm3"])
         energy_sweep = sweep(phase, energy_kev=np.linspace(min(lo, e0), max(hi, e0), 241),
@@ -111,43 +127,40 @@ def _energy_curve(plan: xr.Dataset, phase: Any, energy_sweep: xr.Dataset | None)
     if "transmission" in sw:
         t = sw.transmission
         if "thickness" in t.dims:
-            t = t.isel(thickness=0)
-        return sw.energy.values, np.asarray(t.values, float), "transmission", float(
-            np.asarray(sw.thickness.values).reshape(-1)[0])
+            t = t.sel(thickness=thick, method="nearest") if thick is not None else t.isel(
+                thickness=0)
+        return (sw.energy.values, np.asarray(t.values, float), "transmission",
+                float(np.asarray(t.thickness.values).reshape(-1)[0]))
     return sw.energy.values, np.asarray(sw.attenuation_length.values, float), \
         "attenuation length (mm)", None
 
 
-def _figure(plan: xr.Dataset, *, phase: Any, scene=None, energy_sweep=None,
-            inputs: dict | None = None, created: _dt.datetime | None = None):
-    from matplotlib.figure import Figure
+# page geometry (figure fractions of an A4 page) and text metrics
+_LEFT, _RIGHT, _TOP = 0.05, 0.95, 0.975
+_H_IN = A4_IN[1]
 
-    from . import __version__
 
-    if plan.sizes.get("energy", 1) != 1:
-        raise ValueError("plan: the report is for one energy (xrdflow.plan), got "
-                         f"{plan.sizes['energy']} energies")
-    row = plan.isel(energy=0).compute()
-    if "thickness" in row.dims:
-        row = row.isel(thickness=0)
-    created = created or _dt.datetime.now(_dt.timezone.utc)
-    a = plan.attrs
-    fig = Figure(figsize=A4_IN)
-    fig.subplots_adjust(left=0.07, right=0.95)
+def _text_height(lines: int, size_pt: float, spacing: float = 1.4) -> float:
+    """Height of ``lines`` lines of ``size_pt`` text, as a fraction of the page height."""
+    return lines * size_pt * spacing / 72.0 / _H_IN
 
-    title = scene.title if scene is not None else (
-        f"{a.get('phase', '')} at {float(row.energy):g} keV")
-    fig.text(0.5, 0.972, "xrdflow experiment plan", ha="center", fontsize=15, weight="bold")
-    fig.text(0.5, 0.952, title, ha="center", fontsize=9.5)
 
-    # inputs (left column)
-    lines = [f"{a.get('phase', '')}: {a.get('composition', '')}, {a.get('space_group', '')}, "
-             f"ρ = {float(a.get('density_g_cm3', math.nan)):.4g} g/cm³",
-             f"a b c = {a.get('lattice_abc_angstrom', '')} Å",
-             f"α β γ = {a.get('lattice_angles_deg', '')}°",
-             f"energy {float(row.energy):g} keV, λ = {float(row.wavelength):.5f} Å"]
+def _crystal_lines(a: dict) -> list[str]:
+    return [f"{a.get('phase', '')}: {a.get('composition', '')}, {a.get('space_group', '')}, "
+            f"ρ = {float(a.get('density_g_cm3', math.nan)):.4g} g/cm³",
+            f"a b c = {a.get('lattice_abc_angstrom', '')} Å",
+            f"α β γ = {a.get('lattice_angles_deg', '')}°"]
+
+
+def _input_lines(row: xr.Dataset, a: dict, scene, inputs: dict | None) -> list[str]:
+    """The inputs column: the crystal, then the caller's labelled inputs (a session's), or,
+    without them, what the plan and the scene were made with."""
+    lines = _crystal_lines(a)
+    if inputs:
+        return lines + [f"{k}: {v}" for k, v in inputs.items()]
+    lines.append(f"energy {float(row.energy):g} keV, λ = {float(row.wavelength):.5f} Å")
     if "thickness" in row.coords:
-        lines.append(f"thickness along the beam at zero angles: {float(row.thickness):g} mm")
+        lines.append(f"plate thickness (along its normal): {float(row.thickness):g} mm")
     if "mount" in a:
         lines.append(f"mount: {a['mount']}")
     if "stage" in a:
@@ -162,63 +175,119 @@ def _figure(plan: xr.Dataset, *, phase: Any, scene=None, energy_sweep=None,
         if "beam_size_mm" in info:
             lines.append("beam (h × v): " + " × ".join(
                 f"{v:g}" for v in info["beam_size_mm"]) + " mm")
-        lines.append(f"scene: solution {info.get('solution', 0)}")
-    for key, value in (inputs or {}).items():
-        lines.append(f"{key}: {value}")
-    fig.text(0.05, 0.93, "Inputs", fontsize=10, weight="bold", va="top")
-    fig.text(0.05, 0.912, "\n".join(_wrap(line, 44) for line in lines), fontsize=7,
-             va="top", linespacing=1.45)
+        lines.append(f"3D view: solution {info.get('solution', 0)}")
+    return lines
 
-    # 3D view (right, large); the scene's notes under it
+
+def _figure(plan: xr.Dataset, *, phase: Any, scene=None, energy_sweep=None,
+            inputs: dict | None = None, created: _dt.datetime | None = None):
+    """The page, laid out top-down: each block starts below the measured height of the one
+    above, so long inputs, lens descriptions or tables push the next block down instead of
+    drawing over it; what cannot fit is cut with a note."""
+    from matplotlib.figure import Figure
+
+    from . import __version__
+
+    if plan.sizes.get("energy", 1) != 1:
+        raise ValueError("plan: the report is for one energy (xrdflow.plan), got "
+                         f"{plan.sizes['energy']} energies")
+    row, thickness_note = _plan_row(plan, scene)
+    created = created or _dt.datetime.now(_dt.timezone.utc)
+    a = plan.attrs
+    fig = Figure(figsize=A4_IN)
+
+    # title
+    fig.text(0.5, _TOP, "xrdflow experiment plan", ha="center", va="top", fontsize=15,
+             weight="bold")
+    subtitle = scene.title if scene is not None else (
+        f"{a.get('phase', '')} at {float(row.energy):g} keV")
+    sub = _wrap(subtitle, 95)
+    y = _TOP - _text_height(1, 15, 1.3)
+    fig.text(0.5, y, sub, ha="center", va="top", fontsize=9.5, linespacing=1.3)
+    y -= _text_height(sub.count("\n") + 1, 9.5, 1.3) + 0.012
+
+    # inputs (left) and the 3D view (right): one band
+    band = 0.36
+    fig.text(_LEFT, y, "Inputs", fontsize=10, weight="bold", va="top")
+    text_top = y - _text_height(1, 10, 1.5)
+    lines = [_wrap(line, 46) for line in _input_lines(row, a, scene, inputs)]
+    size = 7.0
+    while size > 5.5 and _text_height(sum(t.count("\n") + 1 for t in lines), size) > band - 0.03:
+        size -= 0.25
+    n_lines, kept = 0, []
+    for t in lines:
+        n = t.count("\n") + 1
+        if _text_height(n_lines + n + 1, size) > band - 0.03:
+            kept.append(f"… ({len(lines) - len(kept)} more inputs not shown)")
+            break
+        kept.append(t)
+        n_lines += n
+    fig.text(_LEFT, text_top, "\n".join(kept), fontsize=size, va="top", linespacing=1.4)
     if scene is not None:
         from .scene.mpl import draw
 
-        ax3 = fig.add_axes((0.36, 0.585, 0.63, 0.355), projection="3d")
+        ax3 = fig.add_axes((0.37, y - band, 0.62, band), projection="3d")
         draw(scene, ax=ax3, legend=True, title=False, notes=False)
         ax3.set_rasterized(True)  # thousands of triangles: an image in the PDF, drawn fast
-        if scene.notes:
-            fig.text(0.05, 0.578, _wrap("; ".join(scene.notes), 150), fontsize=6,
-                     color="0.35", va="top", linespacing=1.3)
     else:
-        fig.text(0.67, 0.76, "no 3D view: give a mount\n(the crystal's orientation)",
-                 ha="center", fontsize=9, color="0.4")
+        fig.text(0.68, y - band / 2, "no 3D view: it needs a mount\n(the crystal's orientation) and one reflection",
+                 ha="center", va="center", fontsize=9, color="0.4")
+    y -= band + 0.008
+    notes = list(scene.notes) if scene is not None else []
+    if thickness_note:
+        notes.append(thickness_note)
+    if notes:
+        text = _wrap("; ".join(notes), 165)
+        fig.text(_LEFT, y, text, fontsize=6, color="0.35", va="top", linespacing=1.3)
+        y -= _text_height(text.count("\n") + 1, 6, 1.3)
+    y -= 0.015
 
-    # absorption and lens
-    fig.text(0.05, 0.525, "Absorption and optics", fontsize=10, weight="bold", va="top")
-    absorption = _absorption_text(row)
+    # absorption and optics
+    fig.text(_LEFT, y, "Absorption and optics", fontsize=10, weight="bold", va="top")
+    y -= _text_height(1, 10, 1.6)
     lens = _lens_text(row, a)
-    text = _wrap(absorption, 120) + ("\n" + _wrap(lens, 120) if lens else "")
-    fig.text(0.05, 0.505, text, fontsize=7.2, va="top", linespacing=1.45)
+    text = _wrap(_absorption_text(row), 125) + ("\n" + _wrap(lens, 125) if lens else "")
+    fig.text(_LEFT, y, text, fontsize=7.2, va="top", linespacing=1.4)
+    y -= _text_height(text.count("\n") + 1, 7.2) + 0.015
 
-    # table
+    # the table, as many rows as fit above the energy plot
+    curve_top = 0.235
+    fig.text(_LEFT, y, "Reflections and stage angles", fontsize=10, weight="bold", va="top")
+    y -= _text_height(1, 10, 1.6)
     stage_angles = [n for n in a.get("stage_angles", []) if n in row]
     cols, rows = _table(row, stage_angles)
-    max_rows = 14
+    row_h = _text_height(1, 7, 1.9)
+    fit = max(int((y - curve_top - 0.02) / row_h) - 1, 1)
     note = None
-    if len(rows) > max_rows:
-        note = f"(first {max_rows} of {len(rows)} rows; the full table is in the plan dataset)"
-        rows = rows[:max_rows]
-    fig.text(0.05, 0.425, "Reflections and stage angles", fontsize=10, weight="bold", va="top")
-    axt = fig.add_axes((0.05, 0.265, 0.9, 0.14))
-    axt.axis("off")
+    if len(rows) > fit:
+        note = (f"first {fit - 1} of {len(rows)} rows: the full table is in the plan dataset "
+                f"(xrdflow plan ... -o plan.nc)")
+        rows = rows[:fit - 1]
     if rows:
-        table = axt.table(cellText=rows, colLabels=cols, loc="upper center", cellLoc="center")
+        height = row_h * (len(rows) + 1)
+        axt = fig.add_axes((_LEFT, y - height, _RIGHT - _LEFT, height))
+        axt.axis("off")
+        table = axt.table(cellText=rows, colLabels=cols, loc="upper center", cellLoc="center",
+                          bbox=(0.0, 0.0, 1.0, 1.0))
         table.auto_set_font_size(False)
         table.set_fontsize(7)
-        table.scale(1.0, 1.2)
         for (r, _), cell in table.get_celld().items():
             cell.set_linewidth(0.3)
             if r == 0:
                 cell.set_facecolor("0.9")
+        y -= height
     if note:
-        axt.text(0.0, 0.0, note, fontsize=7, transform=axt.transAxes, va="top")
+        fig.text(_LEFT, y - 0.004, note, fontsize=6.5, color="0.35", va="top")
 
     # transmission (or attenuation length) against energy
-    e, y, label, thick = _energy_curve(plan, phase, energy_sweep)
+    e, values, label, thick = _energy_curve(plan, row, phase, energy_sweep)
+    fig.text(_LEFT, curve_top, f"{label.split(' (')[0].capitalize()} against energy"
+             + (f" through {thick:g} mm" if thick is not None else ""),
+             fontsize=10, weight="bold", va="top")
     axe = fig.add_axes((0.1, 0.06, 0.85, 0.15))
-    axe.plot(e, y, color="C0", lw=1.4)
+    axe.plot(e, values, color="C0", lw=1.4)
     e0 = float(row.energy)
-    y0 = float(np.interp(e0, e, y))
+    y0 = float(np.interp(e0, e, values))
     axe.axvline(e0, color="C3", lw=0.8, ls="--")
     axe.plot([e0], [y0], "o", color="C3")
     axe.annotate(f"{e0:g} keV: {y0:.3g}", (e0, y0), xytext=(6, 6), textcoords="offset points",
@@ -231,11 +300,8 @@ def _figure(plan: xr.Dataset, *, phase: Any, scene=None, energy_sweep=None,
         axe.set_ylim(0.0, 1.02)
     axe.tick_params(labelsize=7)
     axe.grid(alpha=0.3)
-    fig.text(0.05, 0.235, f"{label.split(' (')[0].capitalize()} against energy"
-             + (f" through {thick:g} mm" if thick is not None else ""),
-             fontsize=10, weight="bold", va="top")
 
-    fig.text(0.07, 0.012, f"xrdflow {__version__} · {created:%Y-%m-%d %H:%M} UTC",
+    fig.text(_LEFT, 0.012, f"xrdflow {__version__} · {created:%Y-%m-%d %H:%M} UTC",
              fontsize=7, color="0.35")
     return fig, created
 
@@ -270,7 +336,7 @@ def report_pdf_bytes(plan: xr.Dataset, *, phase: Any, scene=None,
     fig, created = _figure(plan, phase=phase, scene=scene, energy_sweep=energy_sweep,
                            inputs=inputs)
     buf = io.BytesIO()
-    meta = {"Title": "xrdflow experiment plan", "Subject": fig.texts[1].get_text(),
+    meta = {"Title": "xrdflow experiment plan", "Subject": fig.texts[1].get_text().replace("\n", " "),
             "Creator": f"xrdflow {plan.attrs.get('xrdflow_version', '')}",
             "CreationDate": created}
     fig.savefig(buf, format="pdf", metadata=meta, dpi=220)
@@ -288,6 +354,8 @@ def write_report(path: str | Path, plan: xr.Dataset, *, phase: Any, scene=None,
     path = Path(path)
     if path.suffix.lower() != ".pdf":
         raise ValueError(f"path: the report is a PDF, name it .pdf: {path}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path}: output folder {path.parent} does not exist")
     data = report_pdf_bytes(plan, phase=phase, scene=scene, energy_sweep=energy_sweep,
                             inputs=inputs)
     with atomic_output(path) as tmp:
