@@ -231,3 +231,46 @@ def test_session_errors_are_one_line(tmp_path, args, match):
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     import re
     assert re.search(match, proc.stderr), proc.stderr
+
+
+def test_scene_outputs_are_checked_before_anything_is_written(tmp_path):
+    out = tmp_path / "plan.nc"
+    proc = run_cli("plan", "Al", "--energy", "17", "--reflection", "111", "-o", str(out),
+                   "--report", str(tmp_path / "r.pdf"), "--figure-3d", str(tmp_path / "f.png"))
+    assert proc.returncode == 1 and "--figure-3d: need a mount" in proc.stderr, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and list(tmp_path.iterdir()) == []
+    proc = run_cli("plan", "Al", "--energy", "17", "--vertical", "(111)", "--reflection", "111",
+                   "200", "--gltf", str(tmp_path / "s.glb"))
+    assert proc.returncode == 1 and "name one --reflection" in proc.stderr, proc.stderr
+    proc = run_cli("plan", "Al", "--energy", "17", "--reflection", "111", "--polyhedra")
+    assert proc.returncode == 1 and "--polyhedra: options of the 3D scene" in proc.stderr
+
+
+def test_model_and_scene_flags_reach_the_plan_and_the_scene(tmp_path, capsys):
+    pytest.importorskip("trimesh")
+    import trimesh
+
+    base = ["plan", "CeO2", "--energy", "30", "--reflection", "111", "--vertical", "(111)",
+            "--goniometer", "dfxrm", "--sample-size-mm", "1", "1", "0.05"]
+    glb = tmp_path / "a.glb"
+    assert main(base + ["--polyhedra", "--no-bonds", "--cells", "2", "1", "1",
+                        "--true-distances", "--detector-distance-mm", "300", "--gltf",
+                        str(glb)]) == 0
+    names = set(trimesh.load(glb).graph.nodes_geometry)
+    assert "polyhedra_Ce" in names and not any(n.startswith("bonds_") for n in names)
+    assert "transmission" in capsys.readouterr().out  # --sample-size-mm gave the thickness
+    assert main(["plan", "CeO2", "--energy", "30", "--reflection", "111", "--no-anomalous"]) == 0
+    printed = capsys.readouterr().out
+    f2 = float(plan("CeO2", energy_kev=30.0, reflection="111", anomalous=False)
+               .structure_factor_sq.values.ravel()[0])
+    f2_anomalous = float(plan("CeO2", energy_kev=30.0, reflection="111")
+                         .structure_factor_sq.values.ravel()[0])
+    assert f"{f2:.4g}" in printed and f"{f2_anomalous:.4g}" not in printed
+
+
+def test_sweep_session_with_a_wavelength_reports_at_its_energy(tmp_path, capsys):
+    session = tmp_path / "wl.toml"
+    session.write_text(SESSION.replace("energy_kev = 17.0", "wavelength_a = 0.7293")
+                       .replace('file = "lens.toml"\ndistance_mm = 5000.0\n', ""))
+    assert main(["sweep", "--session", str(session)]) == 0
+    assert capsys.readouterr().out.startswith("Si at 17.0004 keV")  # 12.398 / 0.7293 A

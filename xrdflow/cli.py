@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+    except (ValueError, OSError, KeyError, RuntimeError, ImportError) as exc:
         if _INTERRUPTED:  # raised while Ctrl-C was being handled: the run was interrupted
             logging.getLogger("xrdflow").debug("after Ctrl-C", exc_info=True)
             print("xrdflow: interrupted", file=sys.stderr)

@@ -18,6 +18,7 @@ from . import options as O
 #: the page streamlit runs
 APP_FILE = Path(__file__).resolve().parent / "app" / "streamlit_app.py"
 DEFAULT_PORT = 8501
+MAX_UPLOAD_MB = 5
 EXTRA_HINT = 'pip install -e ".[app]" (or pip install "xrdflow[app]")'
 
 
@@ -36,23 +37,36 @@ def add_app(sub) -> None:
     p.set_defaults(func=cmd_app)
 
 
-def _has_streamlit() -> bool:
-    try:
-        return importlib.util.find_spec("streamlit") is not None
-    except (ImportError, ValueError):
-        return False
+#: the modules of the ``app`` extra (import name)
+APP_MODULES = ("streamlit", "plotly", "tomli_w", "trimesh")
+
+
+def _missing_modules() -> list[str]:
+    missing = []
+    for name in APP_MODULES:
+        try:
+            if importlib.util.find_spec(name) is None:
+                missing.append(name)
+        except (ImportError, ValueError):
+            missing.append(name)
+    return missing
 
 
 def cmd_app(args) -> int:
-    """Run the page; 2 without streamlit, 130 on Ctrl-C, else streamlit's exit status."""
-    if not _has_streamlit():
-        print(f"xrdflow app: needs the app extra: {EXTRA_HINT}", file=sys.stderr)
+    """Run the page; 2 without the app extra, 130 on Ctrl-C, else streamlit's exit status."""
+    missing = _missing_modules()
+    if missing:
+        print(f"xrdflow app: needs the app extra ({', '.join(missing)} missing): {EXTRA_HINT}",
+              file=sys.stderr)
         return 2
     if not 0 < args.port < 65536:
         raise ValueError(f"--port: must be 1-65535, got {args.port}")
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
            "--server.address", args.host, "--server.port", str(args.port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+           "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           # uploads are CIFs, lens and session files: a few MB at most (the page checks
+           # each file's own limit); no "Deploy" button for a local planner
+           "--server.maxUploadSize", str(MAX_UPLOAD_MB), "--client.toolbarMode", "minimal"]
     print(f"xrdflow app: serving on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
     proc = subprocess.Popen(cmd)
     previous = _forward_signals(proc)

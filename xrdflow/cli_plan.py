@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from . import options as O
+from .units import HC_KEV_A
 
 
 def _energy_values(values: list[float]):
@@ -187,7 +188,7 @@ def _plan_inputs_from_args(args) -> tuple[dict, dict, dict]:
     if size is not None and thickness is not None and abs(size[2] - thickness) > 1e-12:
         raise ValueError(f"--sample-size-mm, --thickness-mm: the plate's thickness is given "
                          f"twice ({size[2]:g} and {thickness:g} mm)")
-    if size is not None and thickness is None and mount is not None:
+    if size is not None and thickness is None:
         thickness = size[2]
     plan_kw = dict(phase=args.phase, energy_kev=args.energy, wavelength_a=args.wavelength,
                    reflection=args.reflection, mount=mount, stage=stage if mount else "omega",
@@ -210,7 +211,13 @@ def _plan_inputs_from_args(args) -> tuple[dict, dict, dict]:
     return plan_kw, scene_kw, {}
 
 
-def _plan_inputs_from_session(args) -> tuple[dict, dict, dict]:
+def _resolved(session):
+    """The session with its reflection filled in as the app fills it (the strongest reachable
+    one when the file names none), so the command line plans what the browser showed."""
+    return session.resolved()
+
+
+def _plan_inputs_from_session(args) -> tuple[dict, dict, dict, object]:
     from .session import load_session
 
     _refuse_with_session(args, (
@@ -220,42 +227,70 @@ def _plan_inputs_from_session(args) -> tuple[dict, dict, dict]:
         *_SCENE_FLAGS, "no_bonds", "polyhedra", "true_distances"))
     if args.scattering_plane != "vertical":
         raise ValueError("--session: gives every input; do not add --scattering-plane")
-    session = load_session(args.session)
-    return session.plan_kwargs(), session.scene_kwargs(), session.inputs()
+    if args.session.is_dir():
+        raise ValueError(f"--session: {args.session} is a folder: give the session's TOML file")
+    session = _resolved(load_session(args.session))
+    return session.plan_kwargs(), session.scene_kwargs(), session.inputs(), session
 
 
-def cmd_plan(args) -> int:
-    from . import plan, plan_table, write_sweep
-
-    plan_kw, scene_kw, inputs = (_plan_inputs_from_session(args) if args.session is not None
-                                 else _plan_inputs_from_args(args))
-    wants_scene = bool(args.figure_3d or args.gltf or args.report)
-    if wants_scene and plan_kw.get("mount") is None and not args.report:
-        raise ValueError("--figure-3d, --gltf: need a mount (--vertical) to orient the crystal")
+def _check_outputs(args, plan_kw) -> None:
+    """Every check of the scene outputs, before anything is computed or written."""
+    scene_out = [f for f, v in (("--figure-3d", args.figure_3d), ("--gltf", args.gltf)) if v]
     for path, suffixes, flag in ((args.figure_3d, (".png", ".pdf", ".svg"), "--figure-3d"),
                                  (args.gltf, (".gltf", ".glb"), "--gltf"),
                                  (args.report, (".pdf",), "--report")):
         if path is not None and path.suffix.lower() not in suffixes:
             raise ValueError(f"{flag}: {path}: write {' or '.join(suffixes)}")
+    mount = plan_kw.get("mount") is not None
+    if scene_out and not mount:
+        raise ValueError(f"{', '.join(scene_out)}: need a mount (--vertical) to orient the "
+                         f"crystal")
+    if not (scene_out or args.report) and args.session is None:
+        given = [_flag(n) for n in ("solution", "sample_size_mm", "beam_size_mm", "cells",
+                                    "detector_distance_mm", "no_bonds", "polyhedra",
+                                    "true_distances") if getattr(args, n) not in (None, False)]
+        given = [g for g in given if g != "--sample-size-mm"]  # it also sets the thickness
+        if given:
+            raise ValueError(f"{', '.join(given)}: options of the 3D scene: add --figure-3d, "
+                             f"--gltf or --report")
+    reflection = plan_kw.get("reflection")
+    one = isinstance(reflection, str) or (isinstance(reflection, (list, tuple))
+                                          and len(reflection) == 1)
+    if mount and (scene_out or args.report) and not one:
+        where = "[mount] reflection in the session" if args.session else "one --reflection"
+        raise ValueError(f"{', '.join(scene_out + (['--report'] if args.report else []))}: "
+                         f"the 3D scene shows one reflection: name {where}")
+    if args.gltf is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("trimesh") is None:
+            raise ImportError('--gltf: needs trimesh: pip install trimesh (or pip install -e '
+                              '".[viz]")')
+
+
+def cmd_plan(args) -> int:
+    from . import plan, plan_table, write_sweep
+
+    session = None
+    if args.session is not None:
+        plan_kw, scene_kw, inputs, session = _plan_inputs_from_session(args)
+    else:
+        plan_kw, scene_kw, inputs = _plan_inputs_from_args(args)
+    _check_outputs(args, plan_kw)
     phase = plan_kw.pop("phase")
     ds = plan(phase, **plan_kw)
     print(plan_table(ds))
     if args.output:
         print(f"wrote {write_sweep(ds, args.output)}")
-    if wants_scene:
-        _scene_outputs(args, ds, phase, plan_kw, scene_kw, inputs)
+    if args.figure_3d or args.gltf or args.report:
+        _scene_outputs(args, ds, phase, plan_kw, scene_kw, inputs, session)
     return 0
 
 
-def _scene_outputs(args, ds, phase, plan_kw, scene_kw, inputs) -> None:
+def _scene_outputs(args, ds, phase, plan_kw, scene_kw, inputs, session) -> None:
     from .scene import scene_from_plan
 
-    scene = None
-    if plan_kw.get("mount") is not None:
-        if ds.sizes["reflection"] != 1:
-            raise ValueError("--figure-3d, --gltf, --report: name one --reflection for the "
-                             "3D scene")
-        scene = scene_from_plan(ds, phase, **scene_kw)
+    scene = scene_from_plan(ds, phase, **scene_kw) if plan_kw.get("mount") is not None else None
     if args.figure_3d:
         from .scene import save_image
 
@@ -265,9 +300,15 @@ def _scene_outputs(args, ds, phase, plan_kw, scene_kw, inputs) -> None:
 
         print(f"wrote {write_gltf(scene, args.gltf)}")
     if args.report:
+        from . import sweep
         from .report import write_report
 
-        print(f"wrote {write_report(args.report, ds, phase=phase, scene=scene, inputs=inputs)}")
+        # the session's energy range for the absorption plot, as the app draws it
+        energy_sweep = None
+        if session is not None:
+            kw = session.sweep_kwargs()
+            energy_sweep = sweep(kw.pop("phase"), **kw)
+        print(f"wrote {write_report(args.report, ds, phase=phase, scene=scene, inputs=inputs, energy_sweep=energy_sweep)}")
 
 
 def add_sweep(sub) -> None:
@@ -306,12 +347,16 @@ def cmd_sweep(args) -> int:
         if args.stage != "omega" or args.scattering_plane != "vertical":
             raise ValueError("--session: gives every input; do not add --stage or "
                              "--scattering-plane")
+        if args.session.is_dir():
+            raise ValueError(f"--session: {args.session} is a folder: give the session's TOML "
+                             f"file")
         session = load_session(args.session)
         kw = session.sweep_kwargs()
         ds = sweep(kw.pop("phase"), **kw)
-        at = args.at if args.at is not None else session.plan_kwargs().get("energy_kev")
-        if at is None:
-            at = float(ds.energy[ds.sizes["energy"] // 2])
+        at = args.at
+        if at is None:  # the session's own energy (given as one, or as a wavelength)
+            at = (session.energy_kev if session.energy_kev is not None
+                  else HC_KEV_A / session.wavelength_a)
         thick = kw.get("thickness_mm")
         print(sweep_table(ds, at, thickness_mm=None if thick is None else float(
             np.ravel(thick)[0])))
