@@ -13,8 +13,9 @@ for importing pymatgen or pyFAI.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
+
+from ._lazy import lazy_exports
 
 try:
     __version__ = version("xrdflow")
@@ -60,16 +61,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-
-def __getattr__(name: str):
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'xrdflow' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f"xrdflow.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

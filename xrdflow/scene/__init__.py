@@ -13,7 +13,7 @@ Names are imported lazily, so ``import xrdflow.scene`` does not import plotly or
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "Scene": "model", "Node": "model", "Mesh": "model", "Lines": "model", "Label": "model",
@@ -27,16 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'xrdflow.scene' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f"xrdflow.scene.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
