@@ -458,6 +458,12 @@ class Session:
         kw["reflection"] = self.reflection if reflection == "session" else reflection
         kw["thickness_mm"] = self.thickness_mm
         kw.update(self._orientation_kwargs())
+        kw.update(self._absorption_and_lens_kwargs())
+        return kw
+
+    def _absorption_and_lens_kwargs(self) -> dict[str, Any]:
+        """Density, 2theta range and objective lens: what plan and sweep share."""
+        kw: dict[str, Any] = {}
         if self.density is not None:
             kw["density"] = self.density
         if self.two_theta_range is not None:
@@ -505,15 +511,7 @@ class Session:
         if refl is not None:
             kw["reflections"] = [refl]
             kw.update(self._orientation_kwargs())
-        if self.density is not None:
-            kw["density"] = self.density
-        if self.two_theta_range is not None:
-            kw["two_theta_range"] = tuple(self.two_theta_range)
-        lens = self.lens_source()
-        if lens is not None:
-            kw["lens"] = lens
-            kw["lens_distance_mm"] = self.lens_distance_mm
-            kw["lens_magnification"] = self.lens_magnification
+        kw.update(self._absorption_and_lens_kwargs())
         return kw
 
     def inputs(self) -> dict[str, str]:
