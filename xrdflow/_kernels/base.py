@@ -12,6 +12,7 @@ NOT_CONVERGED = 1
 NO_PEAK = 2
 PEAK_AT_EDGE = 3
 BAD_INPUT = 4
+PEAK_ABSENT = 5  # general kernel: a listed peak that the fit finds absent (too weak, or no width)
 
 # output fields, last axis of ``out``
 F_POSITION = 0
