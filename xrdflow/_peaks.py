@@ -1,10 +1,13 @@
-"""Batch Gaussian peak fitting of diffraction patterns: peak windows and fit_peaks.
+"""Batch peak fitting of diffraction patterns: peak windows and fit_peaks.
 
-``fit_peaks`` maps the numba kernel of :mod:`xrdflow._kernels` over the patterns with
-``xr.apply_ufunc(dask="parallelized")``: one task per chunk of whole frames, the kernel
-single-threaded inside each task. Nothing is computed until asked. It runs in four steps:
-validate the options (:mod:`xrdflow.options`), build the windows (:func:`peak_windows`), map
-the kernel (:func:`_fit_block`), label the result (units from :mod:`xrdflow.units`).
+``fit_peaks`` maps a numba kernel over the patterns with ``xr.apply_ufunc(dask="parallelized")``:
+one task per chunk of whole frames, the kernel single-threaded inside each task. Nothing is
+computed until asked. It runs in four steps: validate the options (:mod:`xrdflow.options`),
+build the windows (:func:`peak_windows`), map the kernel, label the result (units from
+:mod:`xrdflow.units`). The kernel is the Gaussian one of :mod:`xrdflow._kernels` for the
+notebook's model (one Gaussian per window on a constant or linear background, the default
+and the fastest), and the general one of :mod:`xrdflow._profile_fit` for every other shape,
+joint fits, Chebyshev backgrounds and tracked windows.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import numpy as np
 import xarray as xr
 
 from . import _kernels as K
+from . import _profile_fit as PF
 from . import options as O
+from . import profiles as PR
 from . import units as U
 
 __all__ = [
@@ -34,6 +39,7 @@ STATUS = {
     "no_peak": K.NO_PEAK,
     "peak_at_edge": K.PEAK_AT_EDGE,
     "bad_input": K.BAD_INPUT,
+    "peak_absent": K.PEAK_ABSENT,
 }
 STATUS_MEANINGS = " ".join(sorted(STATUS, key=STATUS.get))
 
@@ -186,6 +192,8 @@ def _apply_overlap_policy(labels, overlaps, inside, overlap: str) -> None:
     if not has_overlap.any():
         return
     text = "; ".join(f"{labels[j]} window holds {overlaps[j]}" for j in np.flatnonzero(has_overlap))
+    if overlap == "joint":
+        return  # fitted together (fit_peaks' joint groups)
     if overlap == "raise":
         raise ValueError(f"peaks: overlapping reflections would be mis-fitted: {text}")
     if overlap == "drop":
@@ -193,8 +201,8 @@ def _apply_overlap_policy(labels, overlaps, inside, overlap: str) -> None:
         inside &= ~has_overlap
     else:
         warnings.warn(
-            f"peaks: overlapping reflections, fitted as one Gaussian (see the 'overlaps' "
-            f"coord; use overlap='drop' or narrower windows): {text}",
+            f"peaks: overlapping reflections, fitted as one peak (see the 'overlaps' "
+            f"coord; use overlap='joint', overlap='drop' or narrower windows): {text}",
             UserWarning,
             stacklevel=4,
         )
@@ -269,11 +277,14 @@ _FIELD_NAMES = [
     "n_iter",
     "status",
     "chi2",
+    "cov_amplitude_sigma",
 ]
 
 
 #: variables fit_peaks returns, in the order of the last axis of each block's output
-_OUT_NAMES = _FIELD_NAMES[:-1] + ["fwhm", "fwhm_error", "d_spacing", "d_spacing_error"]
+_OUT_NAMES = _FIELD_NAMES[:-2] + ["fwhm", "fwhm_error", "d_spacing", "d_spacing_error", "area", "area_error",
+                                  "integral_breadth", "integral_breadth_error"]
+_SQRT_2PI = float(np.sqrt(2.0 * np.pi))
 _UNMASKED = ("n_iter", "status")
 
 
@@ -302,7 +313,7 @@ def _fit_block(y, *, x, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_sn
                 poisson)
     f = {name: raw[..., i] for i, name in enumerate(_FIELD_NAMES)}
     out = np.empty(raw.shape[:-1] + (len(_OUT_NAMES),))
-    for i, name in enumerate(_FIELD_NAMES[:-1]):
+    for i, name in enumerate(_FIELD_NAMES[:-2]):
         out[..., i] = f[name]
     out[..., _OUT_NAMES.index("fwhm")] = U.FWHM_FACTOR * f["sigma"]
     out[..., _OUT_NAMES.index("fwhm_error")] = U.FWHM_FACTOR * f["sigma_error"]
@@ -315,6 +326,14 @@ def _fit_block(y, *, x, lo, hi, linear, warm_start, max_iter, xtol, ftol, min_sn
             d_err = U.radial_d_derivative(f["position"], d, unit) * f["position_error"]
     out[..., _OUT_NAMES.index("d_spacing")] = d
     out[..., _OUT_NAMES.index("d_spacing_error")] = d_err
+    # area = A sigma sqrt(2 pi), its error with the covariance of A and sigma
+    amp, sig = f["amplitude"], f["sigma"]
+    out[..., _OUT_NAMES.index("area")] = _SQRT_2PI * amp * sig
+    var_area = (sig * f["amplitude_error"]) ** 2 + (amp * f["sigma_error"]) ** 2 \
+        + 2.0 * amp * sig * f["cov_amplitude_sigma"]
+    out[..., _OUT_NAMES.index("area_error")] = _SQRT_2PI * np.sqrt(np.maximum(var_area, 0.0))
+    out[..., _OUT_NAMES.index("integral_breadth")] = _SQRT_2PI * sig
+    out[..., _OUT_NAMES.index("integral_breadth_error")] = _SQRT_2PI * f["sigma_error"]
     bad = f["status"] != K.OK
     for i, name in enumerate(_OUT_NAMES):
         if name not in _UNMASKED:
@@ -326,7 +345,13 @@ class _FitOptions(NamedTuple):
     """fit_peaks' options, validated."""
 
     half_width: float | None
-    background: str
+    background: str  #: canonical name: constant, linear, chebyshevN
+    nbg: int  #: number of background coefficients
+    shape: str
+    share: tuple
+    link: str | None
+    track: bool
+    track_every: int | None
     warm_start: bool
     wavelength_a: float | None
     max_iter: int
@@ -335,6 +360,13 @@ class _FitOptions(NamedTuple):
     min_points: int
     overlap: str
     error_model: str | None
+    ftol: float = _FTOL
+
+    @property
+    def general(self) -> bool:
+        """Needs the general kernel (anything but Gaussians on a constant or linear line)."""
+        return (self.shape != "gaussian" or self.nbg > 2 or self.overlap == "joint" or self.track
+                or self.link is not None)
 
 
 def _error_model(error_model: str | None, weights: str | None) -> str | None:
@@ -349,7 +381,8 @@ def _error_model(error_model: str | None, weights: str | None) -> str | None:
 
 
 def _validate(patterns: xr.DataArray, *, half_width, background, warm_start, wavelength_a, max_iter,
-              xtol, min_snr, min_points, overlap, error_model, weights) -> _FitOptions:
+              xtol, min_snr, min_points, overlap, error_model, weights, shape="gaussian", share=None,
+              link=None, track=False, track_every=None) -> _FitOptions:
     """Check every option eagerly (before a graph is built); ValueError names the parameter."""
     if not isinstance(patterns, xr.DataArray):
         raise ValueError(f"patterns: expected an xarray.DataArray, got {type(patterns).__name__}")
@@ -359,9 +392,25 @@ def _validate(patterns: xr.DataArray, *, half_width, background, warm_start, wav
         wavelength_a = patterns.attrs.get("wavelength_a")
     if wavelength_a is not None:
         wavelength_a = O.positive(float(wavelength_a), "wavelength_a")
+    shape = O.choice(shape, "shape", O.SHAPES)
+    background, nbg = O.background(background)
+    if link is not None:
+        link = O.choice(link, "link", O.LINKS)
+    if track_every is not None:
+        track_every = O.positive_int(track_every, "track_every")
+    elif track:
+        track_every = max(1, min(10, patterns.sizes.get("frame", 1) // 20))
+    if track and "frame" not in patterns.dims:
+        raise ValueError("track: needs patterns with a 'frame' dim (the windows follow the peaks along it)")
     return _FitOptions(
         half_width=half_width,
-        background=O.choice(background, "background", O.BACKGROUNDS),
+        background=background,
+        nbg=nbg,
+        shape=shape,
+        share=O.share(share, shape),
+        link=link,
+        track=bool(track),
+        track_every=track_every if track else None,
         warm_start=bool(warm_start),
         wavelength_a=wavelength_a,
         max_iter=O.positive_int(max_iter, "max_iter"),
@@ -427,25 +476,52 @@ def _map_kernel(patterns: xr.DataArray, dim: str, unit: str, x: np.ndarray, win:
     return raw.drop_vars([c for c in raw.coords if dim in raw[c].dims], errors="ignore")
 
 
-def _fit_variables(raw: xr.DataArray, dim: str, unit: str, iunit: str, opts: _FitOptions) -> xr.Dataset:
+def _shape_variables(opts: _FitOptions) -> tuple[str, ...]:
+    """The variables of a fit besides the ones every shape has."""
+    names = PR.SHAPE_PARAMETERS[opts.shape]
+    if opts.shape == "gaussian":
+        names = ("sigma",) + names
+    if opts.link is not None:
+        names = names + ("d_ratio",)
+    return names
+
+
+def _fit_variables(raw: xr.DataArray, names: list[str], dim: str, unit: str, iunit: str,
+                   opts: _FitOptions) -> xr.Dataset:
     """The labelled fit variables (units and long names) from the kernel map's fields."""
 
     def field(name):
-        return raw.isel(field=_OUT_NAMES.index(name), drop=True)
+        return raw.isel(field=names.index(name), drop=True)
 
     runit = U.RADIAL_UNITS[unit].units
     described = {
         "position": (f"peak centre ({dim})", runit),
         "position_error": ("standard error of the peak centre", runit),
-        "sigma": ("Gaussian standard deviation", runit),
-        "sigma_error": ("standard error of sigma", runit),
-        "fwhm": ("full width at half maximum, 2 sqrt(2 ln 2) sigma", runit),
+        "fwhm": ("full width at half maximum" + (", 2 sqrt(2 ln 2) sigma" if opts.shape == "gaussian" else ""),
+                 runit),
         "fwhm_error": ("standard error of the FWHM", runit),
         "amplitude": ("peak height above background", iunit),
         "amplitude_error": ("standard error of the peak height", iunit),
+        "area": ("integrated intensity of the peak (above background)", f"({iunit}) ({runit})"),
+        "area_error": ("standard error of the integrated intensity", f"({iunit}) ({runit})"),
+        "integral_breadth": ("integral breadth, area / amplitude", runit),
+        "integral_breadth_error": ("standard error of the integral breadth", runit),
+    }
+    optional = {
+        "sigma": ("Gaussian standard deviation", runit),
+        "eta": ("pseudo-Voigt Lorentzian fraction eta", U.DIMENSIONLESS),
+        "m": ("Pearson VII exponent m (1: Lorentzian, large: Gaussian)", U.DIMENSIONLESS),
+        "asymmetry": ("split profile asymmetry (right - left) / (right + left) half widths", U.DIMENSIONLESS),
+        "d_ratio": ("d / d0 of the peak's phase in its joint group (link='strain')", U.DIMENSIONLESS),
+    }
+    for name in _shape_variables(opts):
+        long_name, units = optional[name]
+        described[name] = (long_name, units)
+        described[name + "_error"] = (f"standard error of {name}", units)
+    described |= {
         "background": ("background at the peak centre", iunit),
         "background_error": ("standard error of the background at the peak centre", iunit),
-        "background_slope": ("background slope", f"({iunit}) / ({runit})"),
+        "background_slope": ("background slope at the peak centre", f"({iunit}) / ({runit})"),
         "residual": ("root-mean-square fit residual, sqrt(chi2 / (n - p))", iunit),
     }
     ds = xr.Dataset({name: field(name).assign_attrs(U.attrs(*desc)) for name, desc in described.items()})
@@ -493,12 +569,24 @@ def _provenance(opts: _FitOptions, dim: str, unit: str, patterns: xr.DataArray) 
     from . import __version__
 
     error_model = opts.error_model or "none"
+    if opts.general:
+        model = ("sum_k c_k T_k(u) + sum_i A_i P_i((x - x0_i) / fwhm_i), u = (2 x - x_lo - x_hi) / "
+                 f"(x_hi - x_lo), P = {opts.shape} (xrdflow.profiles)")
+    else:
+        model = "c0 + c1 (x - xc) + A exp(-(x - x0)^2 / (2 sigma^2))"
     attrs = {
-        "title": "Gaussian peak fits",
+        "title": ("Gaussian" if opts.shape == "gaussian" else opts.shape.replace("_", "-")) + " peak fits",
         "program": "xrdflow",
         "version": __version__,
-        "model": "c0 + c1 (x - xc) + A exp(-(x - x0)^2 / (2 sigma^2))",
+        "model": model,
+        "shape": opts.shape,
+        "kernel": "profile" if opts.general else "gaussian",
         "background_model": opts.background,
+        "overlap": opts.overlap,
+        "share": ",".join(opts.share),
+        "link": opts.link or "none",
+        "track": int(opts.track),
+        "track_every": opts.track_every or 0,
         "radial_dim": dim,
         "radial_unit": unit,
         "wavelength_a": opts.wavelength_a if opts.wavelength_a is not None else np.nan,
@@ -532,15 +620,24 @@ def fit_peaks(
     overlap: str = O.DEFAULT_OVERLAP,
     error_model: str | None = None,
     weights: str | None = None,
+    shape: str = O.DEFAULT_SHAPE,
+    share: Any = None,
+    link: str | None = None,
+    track: bool = False,
+    track_every: int | None = None,
 ) -> xr.Dataset:
-    """Fit a Gaussian on a background to every peak window of every pattern, lazily.
+    """Fit a peak on a background to every peak window of every pattern, lazily.
 
-    The model in each window is ``y = b0 + b1 (x - xc) + A exp(-(x - x0)^2 / (2 sigma^2))``
-    fitted by least squares (Levenberg-Marquardt, analytic Jacobian, ``A >= 0``, ``x0``
-    inside the window, ``sigma > 0``). A bad window never raises: its ``status`` says why
-    (``ok``, ``not_converged``, ``no_peak``, ``peak_at_edge``, ``bad_input``) and its values
-    are NaN. Non-finite points (masked bins) are left out of a fit; a window with fewer than
-    ``min_points`` (or less than half) finite points is ``bad_input``.
+    The default model in each window is the notebook's, ``y = b0 + b1 (x - xc) + A exp(-(x -
+    x0)^2 / (2 sigma^2))``; ``shape`` picks another profile (:mod:`xrdflow.profiles`: every
+    shape in its height ``amplitude`` and full width ``fwhm``), ``background`` a Chebyshev
+    polynomial, ``overlap="joint"`` one fit of overlapping peaks on one background. Fitted by
+    least squares (Levenberg-Marquardt, analytic Jacobian, ``A >= 0``, ``x0`` inside the
+    window, the width between a tenth of a bin and the window). A bad window never raises:
+    its ``status`` says why (``ok``, ``not_converged``, ``no_peak``, ``peak_at_edge``,
+    ``bad_input``, ``peak_absent``) and its values are NaN. Non-finite points (masked bins)
+    are left out of a fit; a window with fewer than ``min_points`` (or less than half)
+    finite points is ``bad_input``.
 
     Parameters
     ----------
@@ -556,8 +653,27 @@ def fit_peaks(
         or windows (an ``(n, 2)`` array, or mapping label -> ``(low, high)``).
     half_width : float, optional
         Half width of the windows around reflections or centres, in the radial unit.
-    background : {"linear", "constant"}
-        Background model under each peak.
+    background : {"linear", "constant"}, ("chebyshev", n) or "chebyshevN"
+        Background model under each peak (or joint group): Chebyshev polynomials of order
+        ``n`` <= 4 in the window's reduced coordinate; constant and linear are orders 0 and 1.
+    shape : {"gaussian", "lorentzian", "pseudo_voigt", "pearson7", "split_pseudo_voigt"}
+        Peak profile. Every shape reports ``position``, ``fwhm``, ``amplitude`` (height),
+        ``area`` (integrated intensity), ``integral_breadth`` and its own parameters
+        (``eta`` for the pseudo-Voigts, ``m`` for Pearson VII, ``asymmetry`` for the split
+        pseudo-Voigt; ``sigma`` for the Gaussian), each with its ``_error``.
+    share : str or sequence of str, optional
+        Parameters shared by the peaks of a joint group: ``"fwhm"``, ``"eta"``, ``"m"``,
+        ``"asymmetry"`` (those the shape has).
+    link : {None, "strain"}
+        ``"strain"``: the positions of the peaks of one phase in a group are tied by one
+        ratio ``d / d0`` (the variable ``d_ratio``), their reference positions being the
+        window centres (from the reflections' d0). Needs a radial unit that converts to d.
+    track : bool
+        Windows follow peaks that drift across the run (see :mod:`xrdflow._profile_fit`):
+        every ``track_every``-th frame is fitted first, its positions interpolated over the
+        frames re-centre each frame's windows. Needs a ``frame`` dim.
+    track_every : int, optional
+        Frame step of tracking's first pass (default: ``n_frames // 20``, between 1 and 10).
     warm_start : bool
         Start each fit from the previous frame's result (within a chunk) when that was ok,
         falling back to data-based starting values if the warm-started fit fails.
@@ -570,10 +686,13 @@ def fit_peaks(
         Fits with ``amplitude < min_snr * amplitude_error`` are ``no_peak``.
     min_points : int
         Minimum number of finite points in a window.
-    overlap : {"warn", "raise", "drop"}
+    overlap : {"warn", "raise", "drop", "joint"}
         What to do when another listed peak's centre lies inside a window: fit it as one
-        Gaussian with a warning (the ``overlaps`` peak coord names the culprits), raise, or
-        drop those peaks.
+        peak with a warning (the ``overlaps`` peak coord names the culprits), raise, drop
+        those peaks, or fit every group of peaks whose windows overlap jointly, on one
+        background over the union of their windows (the ``group`` peak coord). A peak of a
+        group that the fit finds absent is ``peak_absent`` (NaN) and the others are fitted
+        again without it.
     error_model : {None, "poisson"}
         ``None``: unweighted least squares. ``"poisson"``: each point weighted by
         ``1 / max(y, 1)``, the inverse variance of counts, for honest errors on counting
@@ -606,15 +725,27 @@ def fit_peaks(
     """
     opts = _validate(patterns, half_width=half_width, background=background, warm_start=warm_start,
                      wavelength_a=wavelength_a, max_iter=max_iter, xtol=xtol, min_snr=min_snr,
-                     min_points=min_points, overlap=overlap, error_model=error_model, weights=weights)
+                     min_points=min_points, overlap=overlap, error_model=error_model, weights=weights,
+                     shape=shape, share=share, link=link, track=track, track_every=track_every)
     dim, unit = radial_unit_of(patterns)
     patterns, x = _radial_axis(patterns, dim)
     if _needs_wavelength(unit) and _is_reflections(peaks) and opts.wavelength_a is None:
         raise ValueError("wavelength_a: needed to place reflections on a 2theta axis")
     win = peak_windows(peaks, x, unit=unit, half_width=opts.half_width, wavelength_a=opts.wavelength_a,
                        overlap=opts.overlap)
-    raw = _map_kernel(patterns, dim, unit, x, win, opts)
-    ds = _fit_variables(raw, dim, unit, patterns.attrs.get("units", U.INTENSITY), opts)
+    iunit = patterns.attrs.get("units", U.INTENSITY)
+    if opts.general:
+        grp = PF.groups(win, opts.overlap == "joint")
+        if opts.link is not None:
+            PF.link_of(unit, opts.link)  # the unit error now, not in a task
+        raw = PF.map_fits(patterns, dim, unit, x, win, opts, grp)
+        ds = _fit_variables(raw, PF.OUT_NAMES, dim, unit, iunit, opts)
+    else:
+        grp = None
+        raw = _map_kernel(patterns, dim, unit, x, win, opts)
+        ds = _fit_variables(raw, _OUT_NAMES, dim, unit, iunit, opts)
     ds = ds.assign_coords(_peak_coords(win, x, U.RADIAL_UNITS[unit].units))
+    if grp is not None:
+        ds = ds.assign_coords(group=("peak", grp["group"], {"long_name": "joint fit group of the peak"}))
     ds.attrs = _provenance(opts, dim, unit, patterns)
     return ds

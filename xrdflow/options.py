@@ -55,12 +55,23 @@ SECTOR_PRESETS = ("axial-transverse",)
 #: used for integration errors and for fit weights.
 ERROR_MODELS = ("poisson",)
 
-#: background under a fitted peak
+#: background under a fitted peak: these two, or Chebyshev polynomials
+#: (``("chebyshev", n)`` or ``"chebyshevN"``, order ``n`` up to :data:`MAX_CHEBYSHEV_ORDER`)
 BACKGROUNDS = ("linear", "constant")
 DEFAULT_BACKGROUND = "linear"
+MAX_CHEBYSHEV_ORDER = 4
+
+#: peak shapes of fit_peaks (their formulas: :mod:`xrdflow.profiles`)
+SHAPES = ("gaussian", "lorentzian", "pseudo_voigt", "pearson7", "split_pseudo_voigt")
+DEFAULT_SHAPE = "gaussian"
+#: parameters a joint fit can share between the peaks of a group, and the shapes having them
+SHAREABLE = {"fwhm": SHAPES, "eta": ("pseudo_voigt", "split_pseudo_voigt"), "m": ("pearson7",),
+             "asymmetry": ("split_pseudo_voigt",)}
+#: position links of a group's peaks of one phase
+LINKS = ("strain",)
 
 #: what fit_peaks does with a window that holds another listed peak's centre
-OVERLAP_POLICIES = ("warn", "raise", "drop")
+OVERLAP_POLICIES = ("warn", "raise", "drop", "joint")
 DEFAULT_OVERLAP = "warn"
 
 #: fit defaults
@@ -184,6 +195,59 @@ def optional_choice(value: Any, name: str, options: Sequence[str]) -> str | None
     if isinstance(value, str) and value.lower() in options:
         return value.lower()
     raise ValueError(f"{name}: must be None or one of {', '.join(map(repr, options))}, got {value!r}")
+
+
+def background(value: Any, name: str = "background") -> tuple[str, int]:
+    """(canonical name, number of coefficients) of a background model.
+
+    ``"constant"`` and ``"linear"`` are Chebyshev orders 0 and 1; ``("chebyshev", n)``,
+    ``"chebyshevN"`` or ``"chebyshev:N"`` is order ``n`` (0 to 4).
+
+    >>> background("linear"), background(("chebyshev", 3)), background("chebyshev:2")
+    (('linear', 2), ('chebyshev3', 4), ('chebyshev2', 3))
+    >>> background("chebyshev7")
+    Traceback (most recent call last):
+    ...
+    ValueError: background: Chebyshev order must be 0 to 4, got 7
+    """
+    if isinstance(value, str) and value in BACKGROUNDS:
+        return value, 1 if value == "constant" else 2
+    order = None
+    if isinstance(value, str) and value.lower().startswith("chebyshev"):
+        rest = value[len("chebyshev"):].lstrip(":_ ")
+        if rest.isdigit():
+            order = int(rest)
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and value[0] == "chebyshev" \
+            and isinstance(value[1], (int, np.integer)) and not isinstance(value[1], bool):
+        order = int(value[1])
+    if order is None:
+        raise ValueError(f"{name}: must be 'constant', 'linear', ('chebyshev', n) or 'chebyshevN', "
+                         f"got {value!r}")
+    if not 0 <= order <= MAX_CHEBYSHEV_ORDER:
+        raise ValueError(f"{name}: Chebyshev order must be 0 to {MAX_CHEBYSHEV_ORDER}, got {order}")
+    return f"chebyshev{order}", order + 1
+
+
+def share(value: Any, shape: str, name: str = "share") -> tuple[str, ...]:
+    """The parameters a joint fit shares, checked against the shape.
+
+    >>> share("eta", "pseudo_voigt"), share(["fwhm", "eta"], "pseudo_voigt")
+    (('eta',), ('fwhm', 'eta'))
+    >>> share(("m",), "gaussian")
+    Traceback (most recent call last):
+    ...
+    ValueError: share: 'm' is not a parameter of shape 'gaussian' (shareable: fwhm)
+    """
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, str) else tuple(value)
+    for item in items:
+        if item not in SHAREABLE:
+            raise ValueError(f"{name}: must name parameters among {', '.join(SHAREABLE)}, got {item!r}")
+        if shape not in SHAREABLE[item]:
+            ok = ", ".join(k for k, v in SHAREABLE.items() if shape in v)
+            raise ValueError(f"{name}: {item!r} is not a parameter of shape {shape!r} (shareable: {ok})")
+    return tuple(dict.fromkeys(items))
 
 
 def pair(value: Any, name: str) -> tuple[float, float]:

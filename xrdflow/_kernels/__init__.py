@@ -42,7 +42,8 @@ Layout: :mod:`.base` (numba flavours, output fields, status codes, FitOptions),
 :mod:`.gaussian` (the model: window buffers, chi2, gradient, exact Hessian), :mod:`.start`
 (starting values), :mod:`.lm` (one window's fit: Levenberg-Marquardt, errors, status),
 :mod:`.batch` (the entry points :func:`fit_batch` and :func:`fit_batch_parallel`: windows
-x patterns, retries, warm starts). A new peak shape is a module beside :mod:`.gaussian`.
+x patterns, retries, warm starts). Every other shape, joint fits of overlapping peaks,
+Chebyshev backgrounds and tracked windows: :mod:`.profile` (the general kernel).
 
 Each fit writes one row of ``NFIELD`` float64 numbers (see the ``F_*`` indices) and never
 raises: a bad window gets a status code instead.
@@ -52,7 +53,8 @@ from __future__ import annotations
 
 from .base import (BAD_INPUT, F_AMPLITUDE, F_AMPLITUDE_ERR, F_BACKGROUND, F_BACKGROUND_ERR, F_CHI2,
                    F_NITER, F_POSITION, F_POSITION_ERR, F_RESIDUAL, F_SIGMA, F_SIGMA_ERR, F_SLOPE,
-                   F_STATUS, NFIELD, NO_PEAK, NOT_CONVERGED, OK, PEAK_AT_EDGE, FitOptions)
+                   F_STATUS, F_COV_AS, NFIELD, NO_PEAK, NOT_CONVERGED, OK, PEAK_ABSENT, PEAK_AT_EDGE,
+                   FitOptions)
 from .batch import fit_batch, fit_batch_parallel
 from .start import initial_guess
 
@@ -71,6 +73,8 @@ __all__ = [
     "F_NITER",
     "F_STATUS",
     "F_CHI2",
+    "F_COV_AS",
+    "PEAK_ABSENT",
     "OK",
     "NOT_CONVERGED",
     "NO_PEAK",

@@ -28,7 +28,8 @@ F_RESIDUAL = 9  # root-mean-square residual, sqrt(chi2 / (n - p))
 F_NITER = 10
 F_STATUS = 11
 F_CHI2 = 12  # sum of squared residuals
-NFIELD = 13
+F_COV_AS = 13  # covariance of amplitude and sigma (for the area's error)
+NFIELD = 14
 
 #: most parameters of a peak model (A, x0, sigma, c0, c1)
 NPMAX = 5

@@ -9,7 +9,7 @@ import numpy as np
 
 from .base import (BAD_INPUT, F_AMPLITUDE, F_AMPLITUDE_ERR, F_BACKGROUND, F_BACKGROUND_ERR, F_CHI2,
                    F_NITER, F_POSITION, F_POSITION_ERR, F_RESIDUAL, F_SIGMA, F_SIGMA_ERR, F_SLOPE,
-                   F_STATUS, NFIELD, NO_PEAK, NOT_CONVERGED, OK, PEAK_AT_EDGE, jit_kernel)
+                   F_STATUS, F_COV_AS, NFIELD, NO_PEAK, NOT_CONVERGED, OK, PEAK_AT_EDGE, jit_kernel)
 from .gaussian import evaluate, load_window
 from .start import initial_guess, interior_guess
 
@@ -298,8 +298,14 @@ def _finish(xlo, xhi, h, smin, smax, nfinite, npar, chi2, it, converged, opts, p
     dof = nfinite - npar
     var = chi2 / dof if dof > 0 else np.nan
     have_cov = _cholesky(jtj, npar, lower)
+    cov_as = np.nan
     if have_cov:
         _inverse_diag(lower, npar, dp, work, diag)
+        for i in range(5):
+            work[i] = 0.0
+        work[0] = 1.0
+        _cholesky_solve(lower, work, npar, dp)
+        cov_as = dp[2] * var
     amp = p[0]
     res[F_POSITION] = p[1]
     res[F_SIGMA] = p[2]
@@ -307,6 +313,7 @@ def _finish(xlo, xhi, h, smin, smax, nfinite, npar, chi2, it, converged, opts, p
     res[F_SLOPE] = p[4]
     res[F_BACKGROUND] = p[3] + p[4] * (p[1] - xc)
     res[F_RESIDUAL] = math.sqrt(var) if dof > 0 else np.nan
+    res[F_COV_AS] = cov_as
     if have_cov:
         res[F_AMPLITUDE_ERR] = math.sqrt(max(diag[0], 0.0) * var)
         res[F_POSITION_ERR] = math.sqrt(max(diag[1], 0.0) * var)

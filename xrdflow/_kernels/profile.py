@@ -253,7 +253,7 @@ def _pv_columns(n, xb, x0, inv_fw, dxds, amp, eta, asym, split, rb, tt, gg, sb, 
     else:
         for k in range(n):
             tt[k] = (xb[k] - x0) * inv_fw
-    if eta < 1.0:
+    if eta < 1.0 or has_s:  # d/d eta needs the Gaussian also at eta = 1
         _gauss_of_t(tt, n, gg, sb, ib)
     else:
         for k in range(n):

@@ -11,6 +11,11 @@ deterministic from a seed, and written as a beamline writes them:
   (reflections and relative intensities from :func:`xrdflow.crystal.reflections`), N frames
   with an applied-strain schedule, azimuth-dependent lattice strain and plastic broadening.
 * :func:`write_demo`: a complete demo input folder (calibrant + run).
+* :func:`pattern_run`: 1-D patterns (frame, azimuth, q) of known peaks of any
+  :data:`xrdflow.profiles.SHAPES` shape on a Chebyshev background, Poisson noise or none,
+  with drifting and vanishing peaks, and the exact parameters (position, fwhm, amplitude,
+  area, eta, m, asymmetry, background coefficients) on (frame, azimuth, peak): the ground
+  truth of peak-fit tests.
 
 Each is described by two frozen, validated dataclasses: a sample model
 (:class:`CalibrantModel` or :class:`TensileModel`: phase, peaks, strains, widths, counts) and
@@ -23,7 +28,8 @@ defects), shared by the calibrant and the run of one experiment. The functions t
     run = tensile_run(acquisition=acq, model=TensileModel(max_strain=0.05), n_frames=20)
 
 Modules: ``_acquisition`` (detector, geometry, pixel arrays, defects, noise), ``_calibrant``,
-``_tensile`` (model and :func:`tensile_run`), ``_run`` (:class:`TensileRun`), ``_writers``.
+``_tensile`` (model and :func:`tensile_run`), ``_run`` (:class:`TensileRun`), ``_writers``,
+``_patterns`` (:func:`pattern_run`).
 
 Image model
 -----------
@@ -45,6 +51,27 @@ proportional to the relative intensity from :func:`xrdflow.crystal.reflections` 
 not change when a ring broadens. The strongest ring has height ``ring_counts`` at frame 0.
 Counts are Poisson draws (:class:`numpy.random.Generator`), clipped at ``saturation``
 and stored as ``dtype`` (uint16 for the PerkinElmer, as a 16-bit panel writes them).
+
+Peak shapes: with ``TensileModel(peak_shape=...)`` (``"gaussian"`` by default, the image
+above bit for bit) the Gaussian is replaced by ``H_i * profile(q; q_i(chi), fwhm_i, shape,
+eta=, m=, asymmetry=)`` of :func:`xrdflow.profiles.profile` with ``fwhm_i = 2 sqrt(2 ln 2)
+sigma_i`` (the strain and width models are unchanged), and ``H_i = area_i /
+integral_breadth`` so the ring's area is the same as for the Gaussian of that ``sigma_i``
+and the strongest ring is still ``ring_counts`` high at frame 0. Heavy-tailed rings are
+evaluated where the profile exceeds 1e-6 of the height (``band_sigmas`` sigma at least):
+about 500 FWHM for a Lorentzian, i.e. the whole detector. Reflections more than 1 1/nm beyond
+the detector's q range are left out (their tails too).
+
+Two phases: ``TensileModel(phase="Fe-bcc", second_phase="Fe-fcc")`` adds the rings of a second
+phase (each phase's intensities relative to its own strongest = 100). Its volume fraction
+``f`` falls (or rises) linearly with applied strain from ``second_phase_fraction[0]`` at 0 to
+``[1]`` at the largest applied strain (default 0.5 -> 0.05: austenite transforming under load),
+the first phase has ``1 - f``, and each ring's area is its single-phase area times its phase's
+fraction (the phases' scattering power per volume is not modelled). Both phases follow the
+strain model; after yield the second phase's reflections all use the load-sharing factor
+``second_phase_load_sharing`` (default 2.5), so the phases strain differently and the
+separation of overlapping rings (ferrite 110 / austenite 111: 0.69 1/nm, about one FWHM on a
+512 x 512 Perkin at ``instrument_sigma_mm=0.8``) changes with load.
 
 Strain model (tensile run)
 --------------------------
@@ -87,7 +114,13 @@ integration (uniform weight in chi, corrections applied) followed by a single-Ga
 least-squares fit would see (``ring_q_fit``, ``ring_sigma_fit``) and its first two moments
 (``ring_q_mean``, ``ring_sigma_rms``). Pixel footprint (pixel splitting) and bin width
 broaden a measured profile beyond ``sigma`` (a box of width w adds w**2/12 to sigma**2); they
-do not shift the centres.
+do not shift the centres. Per frame x reflection the truth also has ``fwhm``, ``height``,
+``area`` and ``phase_fraction`` (and ``second_phase_fraction`` per frame), at the top level
+``shape``, ``eta``, ``m``, ``asymmetry``, ``phases``, ``second_phase``, and per reflection
+``reflections["phase"]``. For a non-Gaussian shape the ring average is ``ring_q_center``,
+``ring_q_peak`` and ``ring_fwhm`` of the true chi-averaged profile instead of the
+single-Gaussian ``ring_q_fit``/``ring_sigma_fit`` and the moments (a Lorentzian has no mean or
+variance), which are left out.
 
 """
 
@@ -95,6 +128,7 @@ from __future__ import annotations
 
 from ._acquisition import DEFAULT_GEOMETRY, Acquisition, defect_mask
 from ._calibrant import CalibrantImage, CalibrantModel, calibrant_image
+from ._patterns import pattern_run
 from ._run import TensileRun
 from ._tensile import MG_LOAD_SHARING, TensileModel, tensile_run
 from ._writers import write_calibrant, write_demo, write_tensile_run
@@ -109,6 +143,7 @@ __all__ = [
     "TensileRun",
     "calibrant_image",
     "defect_mask",
+    "pattern_run",
     "tensile_run",
     "write_calibrant",
     "write_tensile_run",

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from .. import options
+from ..profiles import SHAPES
 from ._acquisition import Acquisition, build, pixels, split_keywords
-from ._run import TensileRun
+from ._run import TensileRun, phase_names
 
 __all__ = ["MG_LOAD_SHARING", "TensileModel", "tensile_run"]
 
@@ -64,6 +65,28 @@ class TensileModel:
         Reflections weaker than this (relative, strongest = 100) are left out.
     truth_azimuths_deg
         Azimuths (pyFAI chi, deg) sampled in the truth; default -180, -170, ..., 170.
+    peak_shape, eta, m, asymmetry
+        Radial ring profile (``peak_shape``, not ``shape``: that keyword of
+        :func:`tensile_run` is the image shape of the :class:`Acquisition`): one of :data:`xrdflow.profiles.SHAPES` (default ``"gaussian"``,
+        the image of xrdflow 0.1 bit for bit) with FWHM ``2 sqrt(2 ln 2) sigma`` and the
+        shape parameters of :func:`xrdflow.profiles.profile`: ``eta`` in [0, 1] (pseudo-Voigt
+        Lorentzian fraction), ``m > 0.5`` (Pearson VII exponent), ``|asymmetry| < 1``
+        (split pseudo-Voigt; > 0 is a tail towards larger q). Parameters a shape does not
+        use are recorded but ignored.
+    second_phase
+        None (one phase), or a second phase for :func:`xrdflow.crystal.reflections` (a
+        built-in name such as ``"Fe-fcc"`` or a pymatgen Structure) whose rings are added:
+        a two-phase run (e.g. ``phase="Fe-bcc", second_phase="Fe-fcc"``: the ferrite 110 and
+        austenite 111 rings overlap, 0.69 1/nm apart).
+    second_phase_fraction
+        ``(f0, f1)``: volume fraction of the second phase at zero applied strain and at the
+        largest applied strain of the schedule, linear in applied strain in between (a
+        fading phase, e.g. austenite transforming under load: ``(0.5, 0.05)``); the first
+        phase has ``1 - f``. Ignored without ``second_phase``.
+    second_phase_load_sharing
+        Post-yield load-sharing factor of all second-phase reflections (replacing
+        ``load_sharing`` for them), so that the two phases strain differently under load
+        and the separation of their rings changes.
 
     Examples
     --------
@@ -94,6 +117,13 @@ class TensileModel:
     background: float = 300.0
     min_intensity: float = 0.5
     truth_azimuths_deg: Any = None
+    peak_shape: str = "gaussian"
+    eta: float = 0.5
+    m: float = 2.0
+    asymmetry: float = 0.0
+    second_phase: Any = None
+    second_phase_fraction: Any = (0.5, 0.05)
+    second_phase_load_sharing: float = 2.5
 
     def __post_init__(self):
         def put(name, value):
@@ -125,6 +155,36 @@ class TensileModel:
             if az.ndim != 1 or not np.all(np.isfinite(az)):
                 raise ValueError("truth_azimuths_deg: must be a 1D array of finite azimuths (deg)")
             put("truth_azimuths_deg", tuple(az.tolist()))
+        self._check_profile(put)
+        self._check_second_phase(put)
+
+    def _check_profile(self, put) -> None:
+        if not isinstance(self.peak_shape, str) or self.peak_shape not in SHAPES:
+            raise ValueError(f"peak_shape: must be one of {SHAPES}, got {self.peak_shape!r}")
+        put("eta", options.number(self.eta, "eta"))
+        if not 0 <= self.eta <= 1:
+            raise ValueError(f"eta: must be in [0, 1], got {self.eta!r}")
+        put("m", options.number(self.m, "m"))
+        if not self.m > 0.5:
+            raise ValueError(f"m: must be > 0.5 (Pearson VII exponent), got {self.m!r}")
+        put("asymmetry", options.number(self.asymmetry, "asymmetry"))
+        if not abs(self.asymmetry) < 1:
+            raise ValueError(f"asymmetry: must be in (-1, 1), got {self.asymmetry!r}")
+
+    def _check_second_phase(self, put) -> None:
+        try:
+            f = tuple(float(v) for v in self.second_phase_fraction)
+        except (TypeError, ValueError):
+            f = ()
+        if len(f) != 2 or not all(math.isfinite(v) and 0 <= v <= 1 for v in f):
+            raise ValueError("second_phase_fraction: must be (f0, f1), volume fractions in [0, 1], "
+                             f"got {self.second_phase_fraction!r}")
+        put("second_phase_fraction", f)
+        put("second_phase_load_sharing", options.positive(
+            self.second_phase_load_sharing, "second_phase_load_sharing", allow_zero=True))
+        if self.second_phase is not None and isinstance(self.second_phase, str) \
+                and self.second_phase == self.phase:
+            raise ValueError(f"second_phase: must differ from phase, got {self.second_phase!r}")
 
     def _check_schedule(self, put) -> None:
         if self.applied_strain is None:
@@ -151,6 +211,21 @@ class TensileModel:
         if ls is None:
             ls = MG_LOAD_SHARING if self.phase == "Mg" else {}
         return {str(k).split(" ")[-1]: float(v) for k, v in ls.items()}
+
+    def second_phase_fractions(self) -> np.ndarray:
+        """Volume fraction of the second phase per frame (zeros without ``second_phase``).
+
+        >>> TensileModel(applied_strain=[0, 0.05, 0.1], second_phase="Fe-fcc",
+        ...              phase="Fe-bcc").second_phase_fractions().round(3).tolist()
+        [0.5, 0.275, 0.05]
+        """
+        e = self.strain_schedule()
+        if self.second_phase is None:
+            return np.zeros_like(e)
+        f0, f1 = self.second_phase_fraction
+        top = float(e.max())
+        r = e / top if top > 0 else np.zeros_like(e)
+        return f0 * (1.0 - r) + f1 * r  # exactly f0 and f1 at the ends
 
     def azimuths_deg(self) -> np.ndarray:
         """Azimuths (pyFAI chi, deg) sampled in the truth."""
@@ -184,7 +259,8 @@ def tensile_run(n_frames: int | None = None, *, model: TensileModel | None = Non
         ``hardening_ratio``, ``load_sharing``, ``broadening``, ``load_azimuth_deg``,
         ``youngs_modulus_gpa``, ``cross_section_mm2``, ``frame_period_s``, ``first_frame``,
         ``ring_counts`` (8000), ``background`` (300), ``min_intensity``,
-        ``truth_azimuths_deg``; ``energy_kev``, ``detector``, ``geometry``, ``shape``,
+        ``truth_azimuths_deg``, ``peak_shape``, ``eta``, ``m``, ``asymmetry``, ``second_phase``,
+        ``second_phase_fraction``, ``second_phase_load_sharing``; ``energy_kev``, ``detector``, ``geometry``, ``shape``,
         ``seed``, ``instrument_sigma_mm``, ``polarization_factor``, ``dtype``,
         ``saturation``, ``defects``, ``band_sigmas``.
 
@@ -213,9 +289,16 @@ def tensile_run(n_frames: int | None = None, *, model: TensileModel | None = Non
     acq = build(Acquisition, acquisition, acq_kw, "acquisition")
     ai, energy = acq.integrator()
     pix = pixels(ai, acq.polarization_factor)
-    refl = reflections(model.phase, energy_kev=energy, q_range=(0.0, pix.q_max + 1.0))
+    if model.second_phase is None:
+        refl = reflections(model.phase, energy_kev=energy, q_range=(0.0, pix.q_max + 1.0))
+    else:
+        refl = reflections([model.phase, model.second_phase], energy_kev=energy,
+                           q_range=(0.0, pix.q_max + 1.0), name=phase_names(model))
     refl = refl.isel(reflection=np.flatnonzero(refl.intensity.values >= model.min_intensity))
     if refl.sizes["reflection"] == 0:
         raise ValueError(f"phase {model.phase!r}: no reflection on the detector above "
                          f"min_intensity={model.min_intensity}")
+    if model.second_phase is not None and len(set(refl.phase.values.tolist())) != 2:
+        raise ValueError(f"second_phase {model.second_phase!r}: both phases need a reflection on "
+                         f"the detector above min_intensity={model.min_intensity}")
     return TensileRun(ai=ai, energy_kev=energy, reflections=refl, model=model, acquisition=acq, pixels=pix)
