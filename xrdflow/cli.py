@@ -201,7 +201,7 @@ def _cmd_integrate(args) -> int:
 
 
 def _add_fit(sub) -> None:
-    p = sub.add_parser("fit", help="fit Gaussian peaks to integrated patterns",
+    p = sub.add_parser("fit", help="fit peaks (Gaussian or other shapes) to integrated patterns",
                        description="Fit every peak of every pattern (from xrdflow integrate, or Dioptas "
                                    ".xy / xrdfit .dat files) and write the result as NeXus.")
     p.add_argument("patterns", nargs="+", help="patterns file (NXazint) or text patterns (.xy, .dat)")
@@ -211,11 +211,23 @@ def _add_fit(sub) -> None:
                      deprecated=("--centres",), help="peak centers in the radial unit (--centres: deprecated)")
     p.add_argument("--reflections", nargs="+", help="hkl of the reflections to fit (with --phase)")
     p.add_argument("--half-width", type=float, help="half width of each window (radial unit)")
-    p.add_argument("--background", choices=O.BACKGROUNDS, default=O.DEFAULT_BACKGROUND)
+    p.add_argument("--shape", choices=O.SHAPES, default=O.DEFAULT_SHAPE,
+                   help="peak profile (default gaussian, the notebook's model)")
+    p.add_argument("--background", default=O.DEFAULT_BACKGROUND,
+                   help="background under each peak or group: constant, linear (default) or chebyshevN "
+                        f"(Chebyshev polynomial of order N <= {O.MAX_CHEBYSHEV_ORDER})")
+    p.add_argument("--share", nargs="+", choices=list(O.SHAREABLE),
+                   help="parameters the peaks of a joint group share (with --overlap joint)")
+    p.add_argument("--link", choices=O.LINKS,
+                   help="strain: the positions of one phase's peaks in a joint group tied by one d/d0")
+    p.add_argument("--track", action="store_true",
+                   help="windows follow peaks that drift across the frames")
+    p.add_argument("--track-every", type=int, help="frame step of tracking's first pass")
     p.add_argument("--error-model", choices=O.ERROR_MODELS,
                    help="fit weights: poisson = 1/max(y, 1), counting statistics (default: none)")
     p.add_argument("--overlap", choices=O.OVERLAP_POLICIES, default=O.DEFAULT_OVERLAP,
-                   help="a window holding another listed peak's center: warn (default), raise or drop")
+                   help="a window holding another listed peak's center: warn (default), raise, drop, "
+                        "or joint (fit overlapping peaks together on one background)")
     p.add_argument("--unit", help="radial unit of text patterns if their header does not say")
     p.add_argument("--wavelength-a", type=float, help="wavelength (A) of text patterns in 2theta")
     p.add_argument("--reference", default=O.STRAIN_REFERENCES[0], choices=O.STRAIN_REFERENCES,
@@ -247,7 +259,8 @@ def _cmd_fit(args) -> int:
             raise ValueError("--half-width: needed with --centers")
         peaks = args.centers
     fits = fit_peaks(patterns, peaks, half_width=args.half_width, background=args.background,
-                error_model=args.error_model, overlap=args.overlap)
+                     error_model=args.error_model, overlap=args.overlap, shape=args.shape, share=args.share,
+                     link=args.link, track=args.track, track_every=args.track_every)
     result = lattice_strain(fits.compute(), reference=args.reference)
     write_result(result, args.output)
     status = result["status"].values

@@ -74,12 +74,25 @@ def patterns_map(patterns, *, azimuth=None, log_scale: bool = True):
     return fig
 
 
-def _model(fit, x):
-    pos, sig = float(fit["position"]), float(fit["sigma"])
+def _profile(fit, x, shape):
+    from ..profiles import SHAPE_PARAMETERS, peak
+
+    extra = {name: float(fit[name]) for name in SHAPE_PARAMETERS[shape]}
+    return peak(x, float(fit["amplitude"]), float(fit["position"]), float(fit["fwhm"]), shape, **extra)
+
+
+def _model(fit, x, shape="gaussian", group=None):
+    """The fitted model near a peak: its background line at the centre (the tangent of a
+    Chebyshev background) plus its profile and, in a joint fit, those of its group's others."""
+    pos = float(fit["position"])
     slope = float(fit["background_slope"]) if "background_slope" in fit else 0.0
     slope = 0.0 if not np.isfinite(slope) else slope
-    return float(fit["background"]) + slope * (x - pos) + float(fit["amplitude"]) * np.exp(
-        -0.5 * ((x - pos) / sig) ** 2)
+    y = float(fit["background"]) + slope * (x - pos)
+    peaks = [fit] if group is None else [group.isel(peak=k) for k in range(group.sizes["peak"])]
+    for one in peaks:
+        if int(one["status"]) == 0:
+            y = y + _profile(one, x, shape)
+    return y
 
 
 def fit_overlay(patterns, fits, *, frames: Iterable[int] | None = None, azimuth: int | None = None):
@@ -112,7 +125,11 @@ def fit_overlay(patterns, fits, *, frames: Iterable[int] | None = None, azimuth:
             ax.plot(x[sel], np.asarray(pat.isel(frame=i).values)[sel], ".", ms=3, color=color, label=tag)
             fi = one.isel(frame=i)
             if int(fi["status"]) == 0:
-                ax.plot(fine, _model(fi, fine), "-", lw=1.2, color=color)
+                group = None
+                if "group" in fit.coords:
+                    group = fit.isel(frame=i).where(fit["group"] == one["group"], drop=True)
+                ax.plot(fine, _model(fi, fine, fit.attrs.get("shape", "gaussian"), group), "-", lw=1.2,
+                        color=color)
         ax.set_title(str(label))
         ax.set_xlabel(xlabel)
     axes[0].set_ylabel(f"intensity ({pat.attrs.get('units', INTENSITY)})")

@@ -94,6 +94,27 @@ def _numbers(value, where):
     return [_positive(v, where) for v in value]
 
 
+def _background(value, where):
+    """A background model: "constant", "linear", "chebyshevN" or ["chebyshev", N]; its canonical name."""
+    return _wrap(O.background)(tuple(value) if isinstance(value, list) else value, where)[0]
+
+
+def _share(value, where):
+    """Parameters a joint fit shares: a name or a list of names (checked against the shape
+    by fit_peaks, which knows it)."""
+    names = _strings(value, where)
+    for name in names:
+        if name not in O.SHAREABLE:
+            raise ConfigError(f"{where}: must name parameters among {', '.join(O.SHAREABLE)}, got {name!r}")
+    return names
+
+
+def _optional_link(value, where):
+    if value in ("none", "", None):
+        return None
+    return _choice(O.LINKS)(value, where)
+
+
 def _method(value, where):
     if isinstance(value, str):
         return value
@@ -208,9 +229,14 @@ SCHEMA: dict[str, dict[str, tuple[Callable, Any]]] = {
         "reflections": (_strings, None),
         "centers": (_numbers, None),
         "half_width": (_positive, None),
-        "background": (_choice(O.BACKGROUNDS), O.DEFAULT_BACKGROUND),
+        "shape": (_choice(O.SHAPES), O.DEFAULT_SHAPE),
+        "background": (_background, O.DEFAULT_BACKGROUND),
         "error_model": (_optional_choice(O.ERROR_MODELS), None),
         "overlap": (_choice(O.OVERLAP_POLICIES), O.DEFAULT_OVERLAP),
+        "share": (_share, None),
+        "link": (_optional_link, None),
+        "track": (_boolean, False),
+        "track_every": (_positive_int, None),
         "max_iter": (_positive_int, O.DEFAULT_MAX_ITER),
         "xtol": (_positive, O.DEFAULT_XTOL),
         "min_snr": (_positive, O.DEFAULT_MIN_SNR),

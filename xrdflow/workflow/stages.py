@@ -168,8 +168,13 @@ def build_fits(cfg: RunConfig, patterns, energy_kev: float):
     pk = cfg["peaks"]
     kwargs = dict(half_width=pk["half_width"], background=pk["background"], warm_start=pk["warm_start"],
                   max_iter=pk["max_iter"], xtol=pk["xtol"], min_snr=pk["min_snr"],
-                  min_points=pk["min_points"], overlap=pk["overlap"], error_model=pk["error_model"])
-    return fit_peaks(patterns, peaks_spec(cfg, energy_kev), **kwargs)
+                  min_points=pk["min_points"], overlap=pk["overlap"], error_model=pk["error_model"],
+                  shape=pk["shape"], share=pk["share"], link=pk["link"], track=pk["track"],
+                  track_every=pk["track_every"])
+    try:
+        return fit_peaks(patterns, peaks_spec(cfg, energy_kev), **kwargs)
+    except ValueError as exc:  # "share: ..." names the option; say where it comes from
+        raise ConfigError(f"{cfg.source}: [peaks] {exc}") from None
 
 
 #: provenance of the patterns copied into the result's ``integration`` attribute
