@@ -62,3 +62,37 @@ class FitPeaks:
         from xrdflow import fit_peaks
 
         fit_peaks(self.pat, self.windows).compute(scheduler="threads", num_workers=2)
+
+
+class ShapeFits:
+    """fit_peaks with each peak shape (and two-peak joint pseudo-Voigt groups), 8000
+    windows of 60 points, dask threads (2): ``python benchmarks/ratio_shapes.py`` prints
+    the same in fits/s beside scipy's loops."""
+
+    params = (["gaussian", "lorentzian", "pseudo_voigt", "pearson7", "split_pseudo_voigt", "joint_pseudo_voigt"],)
+    param_names = ["shape"]
+
+    def setup(self, shape):
+        import xarray as xr
+
+        try:
+            from ratio_shapes import make
+        except ImportError:
+            from .ratio_shapes import make
+        from xrdflow import fit_peaks
+
+        pair = shape.startswith("joint_")
+        base = shape.removeprefix("joint_")
+        x, y, centres, hw = make(1000, base, 8, pair=pair)
+        pat = xr.DataArray(y, dims=("frame", "q"), coords={"q": x},
+                           attrs={"radial_unit": "q_nm^-1"}).chunk({"frame": 125})
+        if pair:
+            peaks = {f"p{j}{s}": c + d for j, c in enumerate(centres) for s, d in (("a", -0.09), ("b", 0.09))}
+            kw = dict(half_width=hw - 0.09, overlap="joint", shape=base)
+        else:
+            peaks, kw = list(centres), dict(half_width=hw, shape=base)
+        self.fits = fit_peaks(pat, peaks, **kw)
+        fit_peaks(pat.isel(frame=slice(0, 2)), peaks, **kw).status.compute()
+
+    def time_fit_peaks(self, shape):
+        self.fits.status.compute(scheduler="threads", num_workers=2)

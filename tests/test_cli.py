@@ -90,6 +90,33 @@ def test_fit_command_by_phase_and_by_centers(tmp_path, capsys):
                                   by_centers["position"].values)
 
 
+def test_fit_command_shapes_joint_and_chebyshev(tmp_path, capsys):
+    """xrdflow fit with a pseudo-Voigt doublet 1.5 FWHM apart: --overlap joint resolves both
+    peaks at their true positions on a curved (Chebyshev) background; the options land in
+    the result's attrs; a bad background names the option."""
+    from xrdflow.profiles import peak
+
+    q = np.linspace(21.0, 27.0, 1200)
+    truth = [(600.0, 24.00), (400.0, 24.15)]
+    y = 40 + 5 * (q - 24) ** 2 + sum(peak(q, a, c, 0.1, "pseudo_voigt", eta=0.3) for a, c in truth)
+    xy = tmp_path / "d.xy"
+    np.savetxt(xy, np.c_[q, y], header="q_nm^-1")
+    out = tmp_path / "d.nxs"
+    assert main(["fit", str(xy), "--centers", "24.0", "24.15", "--half-width", "0.4", "--shape", "pseudo_voigt",
+                 "--overlap", "joint", "--share", "eta", "--background", "chebyshev2", "-o", str(out)]) == 0
+    assert "2 fits, 2 ok" in capsys.readouterr().out
+    res = xrdflow.open_result(out)
+    assert res.attrs["shape"] == "pseudo_voigt" and res.attrs["background_model"] == "chebyshev2"
+    assert res.attrs["overlap"] == "joint" and res.attrs["share"] == "eta"
+    np.testing.assert_allclose(res["position"].values[0], [24.00, 24.15], atol=1e-6)
+    np.testing.assert_allclose(res["eta"].values[0], [0.3, 0.3], atol=1e-6)
+    np.testing.assert_allclose(res["amplitude"].values[0], [600.0, 400.0], rtol=1e-5)
+    assert main(["fit", str(xy), "--centers", "24.0", "--half-width", "0.4", "--background", "chebyshev6",
+                 "-o", str(tmp_path / "bad.nxs")]) != 0
+    assert "background: Chebyshev order must be 0 to 4, got 6" in capsys.readouterr().err
+    assert not (tmp_path / "bad.nxs").exists()
+
+
 def test_vocabularies_and_defaults_come_from_options():
     import argparse
 
@@ -107,7 +134,11 @@ def test_vocabularies_and_defaults_come_from_options():
     assert tuple(action("integrate", "engine").choices) == options.ENGINES
     assert tuple(action("integrate", "unit").choices) == options.INTEGRATION_UNITS
     assert tuple(action("integrate", "error_model").choices) == options.ERROR_MODELS
-    assert tuple(action("fit", "background").choices) == options.BACKGROUNDS
+    assert action("fit", "background").default == options.DEFAULT_BACKGROUND  # any Chebyshev order too
+    assert tuple(action("fit", "shape").choices) == options.SHAPES
+    assert action("fit", "shape").default == options.DEFAULT_SHAPE
+    assert tuple(action("fit", "share").choices) == tuple(options.SHAREABLE)
+    assert tuple(action("fit", "link").choices) == options.LINKS
     assert tuple(action("fit", "overlap").choices) == options.OVERLAP_POLICIES
     args = parser.parse_args(["integrate", "raw.nxs", "--poni", "g.poni", "--npt", "10", "-o", "p.nxs"])
     assert args.polarization is options.DEFAULT_POLARIZATION is None  # as the API and the config

@@ -189,6 +189,10 @@ def test_same_result_threaded_distributed_and_external_scheduler(demo_inputs, de
         ({"geometry__distance_mm": None}, "[geometry] distance_mm: required with 'calibrant_image'"),
         ({"integration__sectors": {"axial": [0.0, -5.0]}}, "[integration] sectors.axial: half width must be positive"),
         ({"strain__reference": "median"}, "[strain] reference"),
+        ({"peaks__shape": "voigt"}, "[peaks] shape: must be one of 'gaussian'"),
+        ({"peaks__background": "chebyshev9"}, "[peaks] background: Chebyshev order must be 0 to 4"),
+        ({"peaks__share": ["width"]}, "[peaks] share: must name parameters among fwhm"),
+        ({"peaks__link": "stress"}, "[peaks] link: must be one of 'strain'"),
     ],
 )
 def test_bad_config_names_the_key(demo_inputs, tmp_path, changes, needle):
@@ -300,7 +304,8 @@ def test_schema_takes_vocabularies_and_defaults_from_options():
                                      ("integration", "unit", options.INTEGRATION_UNITS),
                                      ("integration", "error_model", options.ERROR_MODELS),
                                      ("peaks", "background", options.BACKGROUNDS),
-                                     ("peaks", "overlap", options.OVERLAP_POLICIES)]:
+                                     ("peaks", "overlap", options.OVERLAP_POLICIES),
+                                     ("peaks", "shape", options.SHAPES)]:
         with pytest.raises(ConfigError) as info:
             SCHEMA[section][key][0]("bogus", f"[{section}] {key}")
         assert str(info.value).startswith(f"[{section}] {key}: must be ")

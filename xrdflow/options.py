@@ -221,8 +221,8 @@ def background(value: Any, name: str = "background") -> tuple[str, int]:
             and isinstance(value[1], (int, np.integer)) and not isinstance(value[1], bool):
         order = int(value[1])
     if order is None:
-        raise ValueError(f"{name}: must be 'constant', 'linear', ('chebyshev', n) or 'chebyshevN', "
-                         f"got {value!r}")
+        raise ValueError(f"{name}: must be {', '.join(map(repr, BACKGROUNDS))}, ('chebyshev', n) or "
+                         f"'chebyshevN', got {value!r}")
     if not 0 <= order <= MAX_CHEBYSHEV_ORDER:
         raise ValueError(f"{name}: Chebyshev order must be 0 to {MAX_CHEBYSHEV_ORDER}, got {order}")
     return f"chebyshev{order}", order + 1
