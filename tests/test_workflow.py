@@ -469,3 +469,28 @@ def test_strain_tensor_needs_sectors(demo_inputs, tmp_path):
     with pytest.raises(ConfigError, match=r"\[strain_tensor\] enabled: needs \[integration\] sectors"):
         load_config(config_for(demo_inputs, run__output=str(tmp_path / "o"), strain_tensor__enabled=True),
                     base_dir=demo_inputs)
+
+
+def test_peak_shape_options_reach_the_result(demo_inputs, demo_run, tmp_path):
+    """[peaks] shape, background, overlap, share and track run the general kernel in the
+    streamed workflow; the result equals fit_peaks on the written patterns with the same
+    options, carries the shape's variables and records the options."""
+    cfg = load_config(from_run(demo_inputs, demo_run, tmp_path / "out", output__figures=False,
+                               peaks__shape="pseudo_voigt", peaks__background="chebyshev2",
+                               peaks__half_width=0.7, peaks__overlap="joint", peaks__share=["eta"], peaks__track=True,
+                               peaks__track_every=2, compute__batch_frames=4),
+                      base_dir=demo_inputs)
+    res = run_workflow(cfg, echo=None)
+    ds = res.result
+    assert ds.attrs["shape"] == "pseudo_voigt" and ds.attrs["background_model"] == "chebyshev2"
+    assert ds.attrs["overlap"] == "joint" and ds.attrs["track"] == 1 and ds.attrs["track_every"] == 2
+    assert {"eta", "eta_error", "area", "integral_breadth", "group"} <= set(ds.variables)
+    assert (ds["status"] == 0).mean() > 0.9
+    written = xrdflow.open_patterns(res.outputs["patterns"])
+    peaks = xrdflow.reflections("Mg", energy_kev=87.1).sel(reflection=["Mg 10-10", "Mg 0002", "Mg 10-11"])
+    fits = xrdflow.fit_peaks(written, peaks, half_width=0.7, shape="pseudo_voigt", background="chebyshev2",
+                             overlap="joint", share="eta", track=True, track_every=2)
+    for name in ("position", "eta", "area", "status"):
+        np.testing.assert_array_equal(ds[name].values, fits[name].values, err_msg=name)
+    back = xrdflow.open_result(res.outputs["result"])
+    np.testing.assert_array_equal(back["eta"].values, ds["eta"].values)

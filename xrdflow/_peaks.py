@@ -460,7 +460,7 @@ def _map_kernel(patterns: xr.DataArray, dim: str, unit: str, x: np.ndarray, win:
             x=x,
             lo=win["lo"],
             hi=win["hi"],
-            linear=opts.background == "linear",
+            linear=opts.nbg == 2,
             warm_start=opts.warm_start,
             max_iter=opts.max_iter,
             xtol=opts.xtol,

@@ -201,10 +201,11 @@ def background(value: Any, name: str = "background") -> tuple[str, int]:
     """(canonical name, number of coefficients) of a background model.
 
     ``"constant"`` and ``"linear"`` are Chebyshev orders 0 and 1; ``("chebyshev", n)``,
-    ``"chebyshevN"`` or ``"chebyshev:N"`` is order ``n`` (0 to 4).
+    ``"chebyshevN"`` or ``"chebyshev:N"`` is order ``n`` (0 to 4; orders 0 and 1 are called
+    constant and linear).
 
-    >>> background("linear"), background(("chebyshev", 3)), background("chebyshev:2")
-    (('linear', 2), ('chebyshev3', 4), ('chebyshev2', 3))
+    >>> background("linear"), background(("chebyshev", 3)), background("chebyshev:2"), background("chebyshev1")
+    (('linear', 2), ('chebyshev3', 4), ('chebyshev2', 3), ('linear', 2))
     >>> background("chebyshev7")
     Traceback (most recent call last):
     ...
@@ -225,6 +226,8 @@ def background(value: Any, name: str = "background") -> tuple[str, int]:
                          f"'chebyshevN', got {value!r}")
     if not 0 <= order <= MAX_CHEBYSHEV_ORDER:
         raise ValueError(f"{name}: Chebyshev order must be 0 to {MAX_CHEBYSHEV_ORDER}, got {order}")
+    if order < 2:  # the same models by their usual names
+        return ("constant", 1) if order == 0 else ("linear", 2)
     return f"chebyshev{order}", order + 1
 
 
