@@ -1092,19 +1092,34 @@ def fit_group(x, y, low, high, shift, nslot, members, centre0, ref0, phase, shap
         for i in range(nslot):
             if live[i]:
                 nlive += 1
-        if nabsent == 0 or nabsent == nlive:
+        if nabsent == 0 or nlive == 1:
             break
-        # drop the absent peaks (NaN, PEAK_ABSENT) and fit the others again from here
+        # drop the most clearly absent peak (a width on its bound, else the lowest amplitude
+        # over error: an absent peak's collapse also inflates its neighbours' errors, which
+        # are then found present once it is gone) and fit the others again from here
+        worst = -1
+        worst_score = np.inf
+        for i in range(nslot):
+            if live[i] and res[members[i], P_STATUS] == PEAK_ABSENT:
+                r = res[members[i]]
+                fw_i = r[P_FWHM]
+                if fw_i <= fwmin * (1.0 + 1e-9) or fw_i >= fwmax * (1.0 - 1e-9):
+                    score = -1.0
+                else:
+                    score = r[P_AMPLITUDE] / r[P_AMPLITUDE_ERR]
+                    if not math.isfinite(score):
+                        score = -2.0 if not (r[P_AMPLITUDE] > 0.0) else -0.5
+                if score < worst_score:
+                    worst_score = score
+                    worst = i
         for f in range(NPARMAX):
             vecs[7, f] = p[f]
         old = imap  # read below before _layout rewrites it
-        for i in range(nslot):
-            if live[i] and res[members[i], P_STATUS] == PEAK_ABSENT:
-                live[i] = False
-                r = res[members[i]]
-                for f in range(NPF):
-                    r[f] = np.nan
-                r[P_STATUS] = PEAK_ABSENT
+        live[worst] = False
+        r = res[members[worst]]
+        for f in range(NPF):
+            r[f] = np.nan
+        r[P_STATUS] = PEAK_ABSENT
         # remap the kept values into the new layout
         for f in range(5):
             for i in range(nslot):
