@@ -756,8 +756,12 @@ def _load(x, y, i0, i1, poisson, nbg, xb, yb, wb, tb):
 
 @jit_kernel
 def _start(x, y, i0, i1, nbg, nslot, live, centre, phase, shape, imap, link, ref, link_k, fwmin, fwmax,
-           p):
-    """Starting values from the data. False if the window holds no excess over its ends."""
+           p, at_centres):
+    """Starting values from the data. False if the window holds no excess over its ends.
+
+    A peak of a group starts at the data's maximum in its part of the window (half way to
+    its neighbours) unless that maximum is on the part's edge (a shoulder), or
+    ``at_centres``: then at its expected centre."""
     xlo = x[i0]
     xhi = x[i1 - 1]
     xa, ya, xb_, yb_ = _end_means(x, y, i0, i1)
@@ -805,9 +809,13 @@ def _start(x, y, i0, i1, nbg, nslot, live, centre, phase, shape, imap, link, ref
                 if e > emax:
                     emax = e
                     kmax = k
-        if kmax < 0:
+        at_edge = kmax >= 0 and ((kmax == i0 or x[kmax - 1] < a_lo) or (kmax == i1 - 1 or x[kmax + 1] > a_hi))
+        if kmax < 0 or (nlive > 1 and (at_edge or at_centres)):
+            # no maximum of its own (a shoulder of its neighbour, or nothing): start at the
+            # expected centre, with the excess there
             kmax = min(max(_search(x, centre[i]), i0), i1 - 1)
-            emax = 0.0
+            yk = y[kmax]
+            emax = yk - (ya + slope * (x[kmax] - xa)) if math.isfinite(yk) else 0.0
         x0 = x[kmax]
         amp = emax if emax > 0.0 else 0.0
         if amp > 0.0:
@@ -905,8 +913,13 @@ def _var2(cov, ia, ga, ib, gb, ic, gc):
 
 @jit_kernel
 def _finish(x, i0, i1, nfinite, npar, nbg, nslot, live, shape, imap, link, ref, link_k, fwmin, fwmax,
-            chi2, it, converged, min_snr, p, mats, vecs, res, members):
-    """Values, errors and status of every live peak of the group into res[members[i]]."""
+            chi2, it, converged, min_snr, p, mats, vecs, res, members, kind, blo, bhi):
+    """Values, errors and status of every live peak of the group into res[members[i]].
+
+    A shape parameter (eta, m, asymmetry) that ends on its bound is held there: it gets
+    error 0 and the other errors are those with it fixed (left free in the covariance it
+    would inflate them, and a clear peak whose best eta is 1 would look absent).
+    """
     xlo = x[i0]
     xhi = x[i1 - 1]
     h = (xhi - xlo) / (i1 - i0 - 1)
@@ -917,7 +930,21 @@ def _finish(x, i0, i1, nfinite, npar, nbg, nslot, live, shape, imap, link, ref, 
     col = vecs[6]
     dof = nfinite - npar
     var = chi2 / dof if dof > 0 else np.nan
+    for j in range(npar):
+        kd = kind[j]
+        if (kd == K_ETA or kd == K_M or kd == K_ASYM) and (p[j] <= blo[j] or p[j] >= bhi[j]):
+            for k in range(npar):
+                jtj[j, k] = 0.0
+                jtj[k, j] = 0.0
+            jtj[j, j] = 1.0
+            vecs[9, j] = 1.0  # held
+        else:
+            vecs[9, j] = 0.0
     have_cov = _covariance(jtj, npar, lower, cov, e, col)
+    if have_cov:
+        for j in range(npar):
+            if vecs[9, j] == 1.0:
+                cov[j, j] = 0.0
     nabsent = 0
     for i in range(nslot):
         if not live[i]:
@@ -1070,10 +1097,11 @@ def fit_group(x, y, low, high, shift, nslot, members, centre0, ref0, phase, shap
     fwmax = xhi - xlo
     if not use_p:
         if not _start(x, y, i0, i1, nbg, nslot, live, centre, phase, shape, imap, link, ref, link_k, fwmin,
-                      fwmax, p):
+                      fwmax, p, False):
             _blank(res, members, nslot, NO_PEAK, 0)
             return False
     total_it = 0
+    retried = False
     for i in range(nslot):
         if not live[i]:
             r = res[members[i]]
@@ -1087,11 +1115,34 @@ def fit_group(x, y, low, high, shift, nslot, members, centre0, ref0, phase, shap
                                   npar, blo, bhi, max_iter, xtol, ftol, jac, rb, mats, vecs)
         total_it += it
         nabsent = _finish(x, i0, i1, nfinite, npar, nbg, nslot, live, shape, imap, link, ref, link_k, fwmin,
-                          fwmax, chi2, it, converged, min_snr, p, mats, vecs, res, members)
+                          fwmax, chi2, it, converged, min_snr, p, mats, vecs, res, members, kind, blo, bhi)
         nlive = 0
         for i in range(nslot):
             if live[i]:
                 nlive += 1
+        if nabsent > 0 and nlive > 1 and not retried:
+            # a peak of the group absent: maybe the fit merged two peaks into one. Start
+            # again from the expected centres and keep whichever minimum is lower.
+            retried = True
+            for f in range(npar):
+                vecs[13, f] = p[f]
+            if _start(x, y, i0, i1, nbg, nslot, live, centre, phase, shape, imap, link, ref, link_k, fwmin,
+                      fwmax, p, True):
+                _project(p, npar, blo, bhi)
+                chi2b, itb, convb = _lm(n, xb, yb, wb, tb, nbg, nslot, live, shape, imap, kind, link, ref, link_k,
+                                        p, npar, blo, bhi, max_iter, xtol, ftol, jac, rb, mats, vecs)
+                total_it += itb
+            else:
+                chi2b = np.inf
+            if chi2b < chi2 * (1.0 - 1e-12):
+                chi2, it, converged = chi2b, itb, convb
+            else:
+                for f in range(npar):
+                    p[f] = vecs[13, f]
+                chi2 = _evaluate(n, xb, yb, wb, tb, nbg, nslot, live, shape, imap, link, ref, link_k, p, npar, jac,
+                                 rb, mats[0], vecs[0])
+            nabsent = _finish(x, i0, i1, nfinite, npar, nbg, nslot, live, shape, imap, link, ref, link_k, fwmin,
+                              fwmax, chi2, it, converged, min_snr, p, mats, vecs, res, members, kind, blo, bhi)
         if nabsent == 0 or nlive == 1:
             break
         # drop the most clearly absent peak (a width on its bound, else the lowest amplitude
@@ -1099,16 +1150,23 @@ def fit_group(x, y, low, high, shift, nslot, members, centre0, ref0, phase, shap
         # are then found present once it is gone) and fit the others again from here
         worst = -1
         worst_score = np.inf
+        amp_max = 0.0
+        for i in range(nslot):
+            if live[i] and res[members[i], P_AMPLITUDE] > amp_max:
+                amp_max = res[members[i], P_AMPLITUDE]
         for i in range(nslot):
             if live[i] and res[members[i], P_STATUS] == PEAK_ABSENT:
                 r = res[members[i]]
                 fw_i = r[P_FWHM]
-                if fw_i <= fwmin * (1.0 + 1e-9) or fw_i >= fwmax * (1.0 - 1e-9):
-                    score = -1.0
+                snr = r[P_AMPLITUDE] / r[P_AMPLITUDE_ERR]
+                if not (r[P_AMPLITUDE] > 0.0) or fw_i <= fwmin * (1.0 + 1e-9) or fw_i >= fwmax * (1.0 - 1e-9):
+                    score = -3.0  # no height, or a width on its bound
+                elif not math.isfinite(snr):
+                    score = -2.0 + r[P_AMPLITUDE] / amp_max  # singular: the weakest first
+                elif fw_i < h:
+                    score = -1.0 + fw_i / h  # narrower than a bin: the narrowest first
                 else:
-                    score = r[P_AMPLITUDE] / r[P_AMPLITUDE_ERR]
-                    if not math.isfinite(score):
-                        score = -2.0 if not (r[P_AMPLITUDE] > 0.0) else -0.5
+                    score = snr
                 if score < worst_score:
                     worst_score = score
                     worst = i
