@@ -1082,8 +1082,9 @@ def _finish(x, i0, i1, nfinite, npar, nbg, nslot, live, shape, imap, link, ref, 
                 for b in range(nbg):
                     vbg += col[a] * col[b] * cov[a, b]
             r[P_BACKGROUND_ERR] = math.sqrt(max(vbg, 0.0) * var)
+        confirmed = vecs[14, i] == 1.0  # its group's chi2 says it is there (fit_group)
         absent = (not (amp > 0.0) or not have_cov or fw <= fwmin * (1.0 + 1e-9) or fw >= fwmax * (1.0 - 1e-9)
-                  or amp < min_snr * r[P_AMPLITUDE_ERR])
+                  or (amp < min_snr * r[P_AMPLITUDE_ERR] and not confirmed))
         if absent:
             st = PEAK_ABSENT
             nabsent += 1
@@ -1156,6 +1157,13 @@ def fit_group(x, y, low, high, shift, nslot, members, centre0, ref0, phase, shap
             return False
     total_it = 0
     retried = False
+    testing = -1  # the peak dropped on trial (its chi2 test pending)
+    chi2_full = 0.0
+    var_full = 0.0
+    it_full = 0
+    conv_full = False
+    for i in range(MAXPK):
+        vecs[14, i] = 0.0
     for i in range(nslot):
         if not live[i]:
             r = res[members[i]]
@@ -1170,6 +1178,24 @@ def fit_group(x, y, low, high, shift, nslot, members, centre0, ref0, phase, shap
         total_it += it
         nabsent = _finish(x, i0, i1, nfinite, npar, nbg, nslot, live, shape, imap, link, ref, link_k, fwmin,
                           fwmax, chi2, it, converged, min_snr, p, mats, vecs, res, members, kind, blo, bhi)
+        if testing >= 0:
+            if chi2 - chi2_full > min_snr * min_snr * var_full:
+                # without it chi2 rose by more than min_snr^2 of the noise variance: the peak is
+                # there, only poorly separated from its neighbours (large, correlated errors).
+                # Back to the fit with it, and it stays in.
+                live[testing] = True
+                vecs[14, testing] = 1.0
+                npar = _layout(nslot, live, phase, nbg, shape, share_fwhm, share_shape, share_asym, link, imap,
+                               kind)
+                for f in range(npar):
+                    p[f] = vecs[13, f]
+                _bounds(npar, kind, p, xlo, xhi, fwmin, fwmax, link, ref, link_k, nslot, live, imap, blo, bhi)
+                chi2, _ = _evaluate(n, xb, yb, wb, tb, nbg, nslot, live, shape, imap, link, ref, link_k, p, npar,
+                                    jac, rb, mats[0], vecs[0], mats[4])
+                nabsent = _finish(x, i0, i1, nfinite, npar, nbg, nslot, live, shape, imap, link, ref, link_k,
+                                  fwmin, fwmax, chi2, it_full, conv_full, min_snr, p, mats, vecs, res, members,
+                                  kind, blo, bhi)
+            testing = -1
         nlive = 0
         for i in range(nslot):
             if live[i]:
@@ -1224,6 +1250,16 @@ def fit_group(x, y, low, high, shift, nslot, members, centre0, ref0, phase, shap
                 if score < worst_score:
                     worst_score = score
                     worst = i
+        if worst_score >= 0.0:
+            # only weak against its error, which overlap inflates: drop it on trial, and
+            # decide by the chi2 of the fit without it (above)
+            testing = worst
+            chi2_full = chi2
+            var_full = chi2 / (nfinite - npar) if nfinite > npar else np.inf
+            it_full = it
+            conv_full = converged
+            for f in range(npar):
+                vecs[13, f] = p[f]
         for f in range(NPARMAX):
             vecs[7, f] = p[f]
         old = imap  # read below before _layout rewrites it
