@@ -39,6 +39,7 @@ import numpy as np
 from .base import (BAD_INPUT, NO_PEAK, NOT_CONVERGED, OK, PEAK_ABSENT, PEAK_AT_EDGE, jit, jit_fastmath,
                    jit_kernel)
 from .lm import _cholesky, _cholesky_solve
+from .gaussian import _gauss_values
 from .start import _end_means
 
 # shapes
@@ -88,8 +89,6 @@ _M_MIN = 0.6
 _M_MAX = 60.0
 _ASYM_MAX = 0.9
 _SQRT_PI = math.sqrt(math.pi)
-_LOG2E = 1.4426950408889634
-_EXP_FLOOR = -300.0
 
 
 @jit_kernel
@@ -212,33 +211,13 @@ def _peak_x0(i, p, imap, link, ref, link_k):
     return _link_position(link, ref[i], v, link_k)
 
 
-@jit_fastmath
+_SIGMA_OF_UNIT_FWHM = 1.0 / math.sqrt(8.0 * math.log(2.0))
+
+
+@jit_kernel
 def _gauss_of_t(tt, n, gg, sb, ib):
-    """gg[k] = exp(-4 ln2 tt[k]^2), SIMD over points (the polynomial exp of
-    :func:`xrdflow._kernels.gaussian._gauss_values`: numba has no vector exp)."""
-    for k in range(n):
-        t = tt[k]
-        a = max(-_FOUR_LN2 * t * t, _EXP_FLOOR)
-        mf = math.floor(a * _LOG2E + 0.5)
-        r = a - mf * _LN2
-        e = 1.0 / 6227020800.0
-        e = e * r + 1.0 / 479001600.0
-        e = e * r + 1.0 / 39916800.0
-        e = e * r + 1.0 / 3628800.0
-        e = e * r + 1.0 / 362880.0
-        e = e * r + 1.0 / 40320.0
-        e = e * r + 1.0 / 5040.0
-        e = e * r + 1.0 / 720.0
-        e = e * r + 1.0 / 120.0
-        e = e * r + 1.0 / 24.0
-        e = e * r + 1.0 / 6.0
-        e = e * r + 0.5
-        e = e * r + 1.0
-        e = e * r + 1.0
-        gg[k] = e
-        ib[k] = (np.int64(mf) + 1023) << 52
-    for k in range(n):
-        gg[k] *= sb[k]
+    """gg[k] = exp(-4 ln2 tt[k]^2): the Gaussian kernel's vectorised exp, for unit FWHM."""
+    _gauss_values(tt, n, 0.0, _SIGMA_OF_UNIT_FWHM, gg, sb, ib)
 
 
 @jit_fastmath
