@@ -704,13 +704,16 @@ def fit_peaks(
     Returns
     -------
     xr.Dataset
-        Dims ``(frame, [azimuth,] peak)``; variables ``position``, ``position_error``,
-        ``sigma``, ``sigma_error``, ``fwhm``, ``fwhm_error``, ``amplitude``,
-        ``amplitude_error``, ``background``, ``background_error``, ``background_slope``,
+        Dims ``(frame, [azimuth,] peak)``; variables ``position``, ``fwhm``, ``amplitude``,
+        ``area``, ``integral_breadth``, the shape's parameters (``sigma`` for the Gaussian,
+        ``eta``, ``m``, ``asymmetry``), ``d_ratio`` (``link="strain"``), each with its
+        ``_error``; ``background``, ``background_error``, ``background_slope``,
         ``residual``, ``n_iter``, ``status`` and ``d_spacing``, ``d_spacing_error`` (when
         the radial unit converts to d); peak coords ``label``, ``hkl``, ``phase``, ``d0``,
-        ``overlaps``, window limits ``window_low``/``window_high``; the frame coords of
-        ``patterns`` are carried over; the options in the attrs (``error_model``...).
+        ``overlaps``, window limits ``window_low``/``window_high`` (and ``group`` for the
+        general kernel); the frame coords of ``patterns`` are carried over; the options in
+        the attrs (``shape``, ``kernel``, ``background_model``, ``overlap``, ``share``,
+        ``link``, ``track``, ``error_model``...).
 
     Examples
     --------
