@@ -65,6 +65,17 @@ def _inverse_diag(lower, npar, col, e, diag):
 
 
 @jit_kernel
+def hold(m, rhs, i, npar):
+    """Hold parameter ``i`` in the damped system ``m dp = rhs``: its row and column become the
+    identity's, its right-hand side 0 (a parameter on a bound, the descent pushing out)."""
+    for j in range(npar):
+        m[i, j] = 0.0
+        m[j, i] = 0.0
+    m[i, i] = 1.0
+    rhs[i] = 0.0
+
+
+@jit_kernel
 def _project(p, xlo, xhi, smin, smax):
     if p[0] < 0.0:
         p[0] = 0.0
@@ -162,11 +173,7 @@ def _newton_step(jtj, hess, jtr, p, npar, lam, maxdiag, ulo, uhi, smin, smax, m,
         if nact > 0:
             for i in range(3):
                 if active[i]:
-                    for j in range(npar):
-                        m[i, j] = 0.0
-                        m[j, i] = 0.0
-                    m[i, i] = 1.0
-                    rhs[i] = 0.0
+                    hold(m, rhs, i, npar)
         if _cholesky(m, npar, lower):
             _cholesky_solve(lower, rhs, npar, dp)
             break

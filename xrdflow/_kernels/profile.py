@@ -38,7 +38,7 @@ import numpy as np
 
 from .base import (BAD_INPUT, NO_PEAK, NOT_CONVERGED, OK, PEAK_ABSENT, PEAK_AT_EDGE, jit, jit_fastmath,
                    jit_kernel)
-from .lm import _cholesky, _cholesky_solve
+from .lm import _cholesky, _cholesky_solve, hold
 from .gaussian import _gauss_values
 from .start import _end_means
 
@@ -623,11 +623,7 @@ def _solve_step(jtj, hess, exact, jtr, p, npar, lam, blo, bhi, m, lower, rhs, dp
         for i in range(npar):
             held = (p[i] <= blo[i] and jtr[i] <= 0.0) or (p[i] >= bhi[i] and jtr[i] >= 0.0)
             if held:
-                for j in range(npar):
-                    m[i, j] = 0.0
-                    m[j, i] = 0.0
-                m[i, i] = 1.0
-                rhs[i] = 0.0
+                hold(m, rhs, i, npar)
         if _cholesky(m, npar, lower):
             _cholesky_solve(lower, rhs, npar, dp)
             return lam, use_hess
