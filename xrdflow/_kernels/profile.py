@@ -131,19 +131,15 @@ def _link_ratio(link, c, x0, k):
     return math.sin(0.5 * c / k) / math.sin(0.5 * x0 / k)
 
 
-class _Layout:
-    """Documentation only: the integer layout ``imap[f, i]`` of a group's parameters.
-
-    ``f``: 0 amplitude, 1 position (or the phase's ratio when linked), 2 fwhm, 3 shape
-    parameter (eta or m), 4 asymmetry; ``i`` the peak's slot in the group; -1 where the
-    shape has no such parameter or the peak is absent. Background coefficients are
-    parameters ``0 .. nbg-1``.
-    """
-
-
 @jit_kernel
 def _layout(nslot, live, phase, nbg, shape, share_fwhm, share_shape, share_asym, link, imap, kind):
-    """Fill ``imap`` and ``kind`` for the live peaks; returns the number of parameters."""
+    """Fill ``imap`` and ``kind`` for the live peaks; returns the number of parameters.
+
+    ``imap[f, i]``: the parameter index of field ``f`` of the peak in slot ``i`` (0
+    amplitude, 1 position, or its phase's ratio when linked, 2 fwhm, 3 shape parameter eta
+    or m, 4 asymmetry; -1 where the shape has none or the peak is absent; shared
+    parameters have one index). The background coefficients are parameters 0 .. nbg-1.
+    """
     for f in range(5):
         for i in range(MAXPK):
             imap[f, i] = -1
@@ -1293,7 +1289,6 @@ def fit_groups(x, y, g_low, g_high, g_first, g_n, members, centre0, ref0, phase,
     prev_ok = np.zeros((nbatch, ng), dtype=np.bool_)
     p = np.zeros(NPARMAX)
     live = np.ones(MAXPK, dtype=np.bool_)
-    tracked = shifts.shape[0] > 1 or shifts.shape[1] > 1
     for f in range(nf):
         for b in range(nbatch):
             yrow = y[f, b]
@@ -1331,4 +1326,3 @@ def fit_groups(x, y, g_low, g_high, g_first, g_n, members, centre0, ref0, phase,
                         prev[b, g, i] = p[i]
                     for i in range(nslot):
                         prev_live[b, g, i] = live[i]
-    return tracked
