@@ -38,7 +38,7 @@ import numpy as np
 
 from .base import (BAD_INPUT, NO_PEAK, NOT_CONVERGED, OK, PEAK_ABSENT, PEAK_AT_EDGE, jit, jit_fastmath,
                    jit_kernel)
-from .lm import _cholesky, _cholesky_solve, hold
+from .lm import _cholesky, _cholesky_solve, _predicted_reduction, hold
 from .gaussian import _gauss_values
 from .start import _end_means
 
@@ -696,14 +696,7 @@ def _lm(n, xb, yb, wb, tb, nbg, nslot, live, shape, imap, kind, link, ref, link_
         it += 1
         chi2_try, exact2 = _evaluate(n, xb, yb, wb, tb, nbg, nslot, live, shape, imap, link, ref, link_k, ptry,
                                      npar, jac, rb, jtj2, jtr2, hess2)
-        hm = hess if used_hess else jtj
-        pred = 0.0
-        for i in range(npar):
-            hi_ = ptry[i] - p[i]
-            a = 0.0
-            for j in range(npar):
-                a += hm[i, j] * (ptry[j] - p[j])
-            pred += hi_ * (2.0 * jtr[i] - a)
+        pred = _predicted_reduction(hess if used_hess else jtj, jtr, p, ptry, npar)
         actual = chi2 - chi2_try
         if actual >= 0.0 and math.isfinite(chi2_try):
             rho = actual / pred if pred > 0.0 else 1.0
